@@ -1,0 +1,172 @@
+"""The one place that talks to pycolmap's database and mapper.
+
+pycolmap's objects (Database, Camera, Reconstruction) are the source of truth; this
+module converts lightsfm's plain files (features.h5, matches) into them and back.
+COLMAP puts the origin at the top-left *corner* of the image, lightsfm (like OpenCV
+and hloc) at the centre of the top-left pixel: keypoints gain 0.5 on the way in.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import cv2  # noqa: F401  (before pycolmap: see lightsfm/__init__.py)
+import numpy as np
+import pycolmap
+
+from .images import ImageInfo
+
+CAMERA_MODES = ("auto", "single", "per-image")
+CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
+
+
+def group_cameras(infos: list[ImageInfo], mode: str = "auto") -> list[list[int]]:
+    """Indices of ``infos`` that share one camera.
+
+    ``auto``: same size and same EXIF make/model/focal (images without EXIF and of the
+    same size are one camera); ``single``: one camera for all; ``per-image``.
+    """
+    if mode == "per-image":
+        return [[i] for i in range(len(infos))]
+    if mode == "single":
+        sizes = {(i.width, i.height) for i in infos}
+        if len(sizes) > 1:
+            raise ValueError(f"camera mode 'single' needs images of one size; found {sorted(sizes)}")
+        return [list(range(len(infos)))]
+    if mode != "auto":
+        raise ValueError(f"unknown camera mode {mode!r}; one of {', '.join(CAMERA_MODES)}")
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, info in enumerate(infos):
+        groups[info.camera_key].append(i)
+    return list(groups.values())
+
+
+def make_camera(info: ImageInfo, model: str = "SIMPLE_RADIAL") -> pycolmap.Camera:
+    """A camera for images like ``info``: EXIF focal as prior when present, else 1.2·max side."""
+    if model not in CAMERA_MODELS:
+        raise ValueError(f"unknown camera model {model!r}; one of {', '.join(CAMERA_MODELS)}")
+    focal = info.focal_px or 1.2 * max(info.width, info.height)
+    cam = pycolmap.Camera.create_from_model_name(0, model, focal, info.width, info.height)
+    cam.has_prior_focal_length = info.focal_px is not None
+    return cam
+
+
+def create_database(
+    path: Path,
+    infos: list[ImageInfo],
+    keypoints: dict[str, np.ndarray],
+    camera_mode: str = "auto",
+    camera_model: str = "SIMPLE_RADIAL",
+) -> tuple[pycolmap.Database, dict[str, int]]:
+    """A new COLMAP database with cameras, rigs, frames, images and keypoints.
+
+    ``keypoints`` maps image names to (N, 2) arrays in lightsfm's pixel convention.
+    Returns the open database and the image id of each name.
+    """
+    if path.exists():
+        path.unlink()
+    db = pycolmap.Database.open(path)
+    ids: dict[str, int] = {}
+    for group in group_cameras(infos, camera_mode):
+        camera = make_camera(infos[group[0]], camera_model)
+        camera.camera_id = db.write_camera(camera)
+        # COLMAP 4 models every camera as a rig; each image is a frame of that rig.
+        rig = pycolmap.Rig()
+        rig.add_ref_sensor(camera.sensor_id)
+        rig_id = db.write_rig(rig)
+        for i in group:
+            name = infos[i].name
+            image = pycolmap.Image(name=name, camera_id=camera.camera_id)
+            image.image_id = db.write_image(image)
+            frame = pycolmap.Frame(rig_id=rig_id)
+            frame.add_data_id(image.data_id)
+            db.write_frame(frame)
+            db.write_keypoints(image.image_id, (keypoints[name] + 0.5).astype(np.float32))
+            ids[name] = image.image_id
+    return db, ids
+
+
+def two_view_geometry(
+    inlier_matches: np.ndarray, F: np.ndarray | None = None
+) -> pycolmap.TwoViewGeometry:
+    """An uncalibrated two-view geometry (fundamental matrix) with its inlier matches."""
+    tvg = pycolmap.TwoViewGeometry()
+    tvg.config = pycolmap.TwoViewGeometryConfiguration.UNCALIBRATED
+    if F is not None:
+        tvg.F = F
+    tvg.inlier_matches = inlier_matches.astype(np.uint32)
+    return tvg
+
+
+def mapper_options(conf: dict[str, Any]) -> pycolmap.IncrementalPipelineOptions:
+    """Incremental pipeline options from lightsfm's mapping conf (see mapping.default_conf)."""
+    opts = pycolmap.IncrementalPipelineOptions()
+    opts.min_model_size = conf["min_model_size"]
+    opts.max_num_models = conf["max_num_models"]
+    opts.multiple_models = conf["max_num_models"] > 1
+    opts.num_threads = conf.get("num_threads") or os.cpu_count() or 1
+    opts.random_seed = conf["seed"]
+    opts.extract_colors = False  # lightsfm colours points itself, in EXIF-upright images
+    opts.ba_refine_focal_length = conf["refine_focal_length"]
+    opts.ba_refine_principal_point = conf["refine_principal_point"]
+    opts.ba_refine_extra_params = conf["refine_extra_params"]
+    opts.mapper.init_min_tri_angle = conf["init_min_tri_angle"]
+    opts.mapper.init_min_num_inliers = conf["init_min_num_inliers"]
+    opts.mapper.abs_pose_min_num_inliers = conf["abs_pose_min_num_inliers"]
+    opts.mapper.filter_min_tri_angle = conf["min_tri_angle"]
+    opts.mapper.random_seed = conf["seed"]
+    opts.triangulation.min_angle = conf["min_tri_angle"]
+    opts.triangulation.random_seed = conf["seed"]
+    for key, value in conf.get("pycolmap", {}).items():  # escape hatch: any other option by name
+        target = opts
+        *parents, leaf = key.split(".")
+        for p in parents:
+            target = getattr(target, p)
+        setattr(target, leaf, value)
+    return opts
+
+
+def incremental_mapping(
+    database: Path, image_dir: Path, output: Path, options: pycolmap.IncrementalPipelineOptions
+) -> list[pycolmap.Reconstruction]:
+    """Runs pycolmap's incremental mapper; models sorted by registered images, largest first."""
+    tmp = Path(output).with_name(Path(output).name + ".mapper")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    models = pycolmap.incremental_mapping(database, image_dir, tmp, options)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return sorted(models.values(), key=lambda r: r.num_reg_images(), reverse=True)
+
+
+def colorize(rec: pycolmap.Reconstruction, colors_of: dict[str, np.ndarray]) -> None:
+    """Sets each 3D point's colour to the mean colour of its observations.
+
+    ``colors_of[name]`` holds the RGB colour of each keypoint of that image.
+    """
+    sums: dict[int, np.ndarray] = defaultdict(lambda: np.zeros(3))
+    counts: dict[int, int] = defaultdict(int)
+    for image in rec.images.values():
+        if not image.has_pose or image.name not in colors_of:
+            continue
+        cols = colors_of[image.name]
+        for idx, p2d in enumerate(image.points2D):
+            if p2d.has_point3D():
+                sums[p2d.point3D_id] += cols[idx]
+                counts[p2d.point3D_id] += 1
+    for pid, point in rec.points3D.items():
+        if counts.get(pid):
+            point.color = np.round(sums[pid] / counts[pid]).astype(np.uint8)
+
+
+def summary(rec: pycolmap.Reconstruction) -> dict[str, float]:
+    """Registered images, points, mean track length and mean reprojection error of a model."""
+    return {
+        "registered": rec.num_reg_images(),
+        "points": rec.num_points3D(),
+        "mean_track_length": rec.compute_mean_track_length() if rec.num_points3D() else 0.0,
+        "mean_reprojection_error": rec.compute_mean_reprojection_error() if rec.num_points3D() else 0.0,
+    }

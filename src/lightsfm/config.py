@@ -1,0 +1,67 @@
+"""Settings: one nested dict of per-stage confs, merged from defaults, a preset, a TOML file
+and command-line flags (in that order, later wins)."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from . import mapping, pairs, verify
+from .errors import LightsfmError
+from .features import aliked
+from .matching import lightglue
+
+
+def defaults() -> dict[str, Any]:
+    return copy.deepcopy(
+        {
+            "device": "cpu",
+            "pairs": pairs.default_conf,
+            "features": aliked.default_conf,
+            "matching": lightglue.default_conf,
+            "verify": verify.default_conf,
+            "mapping": mapping.default_conf,
+        }
+    )
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "fast": {
+        "features": aliked.confs["aliked-n16-fast"],
+        "matching": lightglue.confs["lightglue-fast"],
+        "pairs": {"exhaustive_max": 12, "topk": 6},
+    },
+    "accurate": {
+        "features": aliked.confs["aliked-n16-accurate"],
+        "pairs": {"exhaustive_max": 40, "topk": 20},
+    },
+}
+
+
+def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge of ``update`` onto a copy of ``base``; unknown keys are errors."""
+    out = copy.deepcopy(base)
+    for k, v in update.items():
+        if k not in out:
+            raise LightsfmError(f"unknown setting {k!r}; known: {', '.join(out)}")
+        if isinstance(out[k], dict) and isinstance(v, dict) and k != "pycolmap":
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def load(preset: str = "default", file: Path | None = None, overrides: dict[str, Any] | None = None) -> dict:
+    """The full settings for a run."""
+    if preset not in PRESETS:
+        raise LightsfmError(f"unknown preset {preset!r}; one of {', '.join(PRESETS)}")
+    conf = merge(defaults(), PRESETS[preset])
+    if file is not None:
+        try:
+            conf = merge(conf, tomllib.loads(Path(file).read_text()))
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise LightsfmError(f"{file}: cannot read config ({e})") from None
+    return merge(conf, overrides or {})

@@ -1,0 +1,1 @@
+"""Local features: ALIKED keypoints and descriptors → features.h5."""

@@ -1,0 +1,90 @@
+"""Incremental mapping with pycolmap → ``sparse/<k>/`` COLMAP models and ``points.ply``.
+
+Models are numbered by size (``sparse/0`` has the most registered images); each holds
+its coloured ``points.ply`` and ``OUT/points.ply`` is that of the largest.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pycolmap
+from tqdm import tqdm
+
+from . import colmap
+from .errors import ImageError
+from .images import load_image
+
+logger = logging.getLogger(__name__)
+
+default_conf: dict[str, Any] = {
+    "min_model_size": 3,
+    "max_num_models": 2,
+    "seed": 0,
+    "num_threads": None,  # all cores
+    "refine_focal_length": True,
+    "refine_principal_point": False,
+    "refine_extra_params": True,
+    "init_min_tri_angle": 16.0,  # COLMAP's defaults; lower them for small baselines
+    "init_min_num_inliers": 100,
+    "abs_pose_min_num_inliers": 30,
+    "min_tri_angle": 1.5,
+    "pycolmap": {},  # any other IncrementalPipelineOptions field, e.g. {"mapper.max_reg_trials": 5}
+}
+
+COLOR_MAX_SIZE = 1600  # colours are sampled on a copy this large, not the full photo
+
+
+def point_colors(image_dir: Path, rec: pycolmap.Reconstruction) -> None:
+    """Colours every 3D point from the upright photos it was seen in."""
+    colors_of: dict[str, np.ndarray] = {}
+    for image in tqdm(rec.images.values(), desc="colour", unit="img", leave=False):
+        if not image.has_pose:
+            continue
+        try:
+            rgb, (w, _) = load_image(Path(image_dir) / image.name, COLOR_MAX_SIZE)
+        except ImageError as e:
+            logger.warning("no colours from %s", e)
+            continue
+        s = rgb.shape[1] / w
+        xy = np.array([p.xy for p in image.points2D]).reshape(-1, 2) - 0.5  # COLMAP → pixel centres
+        ij = np.round(xy * s).astype(int)
+        ij[:, 0] = ij[:, 0].clip(0, rgb.shape[1] - 1)
+        ij[:, 1] = ij[:, 1].clip(0, rgb.shape[0] - 1)
+        colors_of[image.name] = rgb[ij[:, 1], ij[:, 0]].astype(np.float64)
+    colmap.colorize(rec, colors_of)
+
+
+def main(
+    database: Path, image_dir: Path, output: Path, conf: dict[str, Any] | None = None
+) -> list[pycolmap.Reconstruction]:
+    """Maps the verified database into ``output/sparse/<k>``; returns the models, largest first."""
+    conf = {**default_conf, **(conf or {})}
+    output = Path(output)
+    models = colmap.incremental_mapping(database, image_dir, output / "sparse", colmap.mapper_options(conf))
+    sparse_tmp = output / "sparse.tmp"
+    shutil.rmtree(sparse_tmp, ignore_errors=True)
+    for k, rec in enumerate(models):
+        point_colors(image_dir, rec)
+        d = sparse_tmp / str(k)
+        d.mkdir(parents=True)
+        rec.write(d)
+        rec.export_PLY(d / "points.ply")
+    shutil.rmtree(output / "sparse", ignore_errors=True)
+    if models:
+        os.replace(sparse_tmp, output / "sparse")
+        shutil.copyfile(output / "sparse" / "0" / "points.ply", output / "points.ply.tmp")
+        os.replace(output / "points.ply.tmp", output / "points.ply")
+    return models
+
+
+def load_models(output: Path) -> list[pycolmap.Reconstruction]:
+    """The models a previous run wrote under ``output/sparse``, largest first."""
+    sparse = Path(output) / "sparse"
+    dirs = sorted((d for d in sparse.iterdir() if d.is_dir()), key=lambda d: int(d.name)) if sparse.is_dir() else []
+    return [pycolmap.Reconstruction(d) for d in dirs]

@@ -1,0 +1,1 @@
+"""Matching local features between image pairs → matches.h5."""

@@ -1,0 +1,147 @@
+"""The whole pipeline: images → pairs → features → matches → verification → mapping.
+
+Every stage reads and writes plain files under the output folder, skips what a previous
+run finished, and is timed. ``reconstruct`` is what ``lightsfm reconstruct`` runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pycolmap
+
+from . import colmap, config, mapping, pairs, verify
+from .errors import LightsfmError
+from .features import aliked
+from .images import list_images, read_infos
+from .matching import lightglue
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Result:
+    """What a run produced: the models (pycolmap, largest first) and a summary."""
+
+    output: Path
+    models: list[pycolmap.Reconstruction]
+    num_images: int
+    skipped: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "images": self.num_images,
+            "skipped": self.skipped,
+            "models": [colmap.summary(m) for m in self.models],
+            "timings_s": {k: round(v, 2) for k, v in self.timings.items()},
+            **self.stats,
+        }
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - t
+
+
+def _fingerprint(*parts: Any) -> str:
+    """A hash of the inputs of a stage: files by size and mtime, settings by value."""
+    h = hashlib.sha1()
+    for p in parts:
+        if isinstance(p, Path):
+            st = p.stat()
+            p = (str(p), st.st_size, st.st_mtime_ns)
+        h.update(json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def reconstruct(
+    image_dir: Path,
+    output: Path,
+    conf: dict[str, Any] | None = None,
+    image_names: list[str] | None = None,
+) -> Result:
+    """Reconstructs the images of ``image_dir`` (or just ``image_names``) into ``output``."""
+    conf = config.merge(config.defaults(), conf or {})
+    image_dir, output = Path(image_dir), Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    timer = _Timer()
+    device = conf["device"]
+
+    with timer("read"):
+        names = image_names if image_names is not None else list_images(image_dir)
+        infos, skipped = read_infos(image_dir, names)
+    with timer("extract"):
+        feature_file, failed = aliked.main(image_dir, [i.name for i in infos], output, conf["features"], device)
+    skipped.update(failed)
+    infos = [i for i in infos if i.name not in failed]
+    if len(infos) < 2:
+        raise LightsfmError(
+            f"{image_dir}: {len(infos)} usable image(s); a reconstruction needs at least 2"
+            + (f" (skipped: {'; '.join(f'{k}: {v}' for k, v in skipped.items())})" if skipped else "")
+        )
+    names = [i.name for i in infos]
+    with timer("pairs"):
+        pair_file, pair_list = pairs.main(names, output, conf["pairs"], image_dir, feature_file, device)
+    with timer("match"):
+        match_file = lightglue.main(pair_list, feature_file, output, conf["matching"], device)
+
+    # Verification and mapping are cheap to redo but not per item: skip them when
+    # nothing they read changed since they last finished.
+    state_file = output / "state.json"
+    state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    database = output / "database.db"
+    key = _fingerprint(names, feature_file, match_file, pair_file, conf["verify"], conf["mapping"])
+    models = mapping.load_models(output) if state.get("map") == key and database.exists() else None
+    stats: dict[str, Any] = {"pairs": len(pair_list), "pair_file": pair_file.name}
+    if models:
+        stats.update(state.get("map_stats", {}))
+    else:
+        with timer("verify"):
+            vstats = verify.main(infos, pair_list, feature_file, match_file, database, conf["verify"])
+        stats["verified_pairs"] = vstats["verified"]
+        with timer("map"):
+            models = mapping.main(database, image_dir, output, conf["mapping"])
+        state.update(map=key, map_stats={"verified_pairs": vstats["verified"]})
+        tmp = state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state))
+        tmp.replace(state_file)
+    result = Result(output, models, len(names) + len(skipped), skipped, timer.timings, stats)
+    (output / "summary.json").write_text(json.dumps(result.summary(), indent=2))
+    return result
+
+
+def format_summary(result: Result) -> str:
+    """Human-readable end-of-run summary."""
+    s = result.summary()
+    lines = [f"images: {s['images']} ({len(s['skipped'])} skipped)"]
+    for name, reason in s["skipped"].items():
+        lines.append(f"  skipped {name}: {reason}")
+    lines.append(f"pairs matched: {s['pairs']}, verified: {s.get('verified_pairs', '?')}")
+    if not s["models"]:
+        lines.append("no model could be built (too few verified matches between the images)")
+    for k, m in enumerate(s["models"]):
+        lines.append(
+            f"model sparse/{k}: {m['registered']}/{s['images']} images registered, {m['points']} points, "
+            f"mean track length {m['mean_track_length']:.2f}, "
+            f"mean reprojection error {m['mean_reprojection_error']:.3f} px"
+        )
+    lines.append("time per stage: " + ", ".join(f"{k} {v:.1f}s" for k, v in s["timings_s"].items()))
+    lines.append(f"total: {sum(s['timings_s'].values()):.1f}s; outputs in {result.output}")
+    return "\n".join(lines)
