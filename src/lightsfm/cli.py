@@ -1,0 +1,416 @@
+"""The ``lightsfm`` command: ``reconstruct`` runs everything; each stage is also a subcommand.
+
+Exit status: 0 success, 1 failure, 2 bad usage, 3 partial success (a model was built but
+some images were skipped or left unregistered).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from . import __version__, config
+from .errors import LightsfmError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Photos → cameras and a sparse 3D model, offline on a CPU (ALIKED + LightGlue + pycolmap).",
+)
+logger = logging.getLogger("lightsfm")
+EXIT_PARTIAL = 3
+
+# Options shared by several subcommands (None: keep the preset's value).
+Output = Annotated[Path, typer.Option("--output", "-o", help="Output folder (created; reused to resume).")]
+Preset = Annotated[str, typer.Option(help=f"Named settings: {', '.join(config.PRESETS)}.")]
+ConfigFile = Annotated[Path | None, typer.Option("--config", help="TOML file of settings (see README).")]
+Device = Annotated[str | None, typer.Option(help="Torch device: cpu, cuda, cuda:1, mps.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs and full tracebacks.")]
+Model = Annotated[str | None, typer.Option("--model", help="ALIKED variant: aliked-n16, -n16rot, -n32, -t16.")]
+MaxKp = Annotated[int | None, typer.Option("--max-keypoints", help="Keypoints per image (ALIKED).")]
+ResizeMax = Annotated[int | None, typer.Option("--resize-max", help="Long side (px) features are extracted at.")]
+DetTh = Annotated[float | None, typer.Option("--detection-threshold", help="ALIKED score threshold.")]
+Strategy = Annotated[str | None, typer.Option("--pairing", help="exhaustive, retrieval or auto.")]
+ExhMax = Annotated[int | None, typer.Option("--exhaustive-max", help="auto: exhaustive up to this many images.")]
+TopK = Annotated[int | None, typer.Option("--topk", help="retrieval: at least this many neighbours per image.")]
+SimTh = Annotated[float | None, typer.Option("--similarity-threshold", help="retrieval: also pair above this.")]
+GlobalDesc = Annotated[str | None, typer.Option("--global-descriptor", help="retrieval: auto, dinov2 or vlad.")]
+DinoModel = Annotated[str | None, typer.Option("--dinov2-model", help="vits14 or vitb14.")]
+DinoWeights = Annotated[Path | None, typer.Option("--dinov2-weights", help="Official DINOv2 checkpoint (.pth).")]
+DepthConf = Annotated[float | None, typer.Option("--depth-confidence", help="LightGlue early stop (-1 off).")]
+WidthConf = Annotated[float | None, typer.Option("--width-confidence", help="LightGlue pruning (-1 off).")]
+Verifier = Annotated[str | None, typer.Option("--verifier", help="RANSAC: magsac (OpenCV) or colmap.")]
+RansacTh = Annotated[float | None, typer.Option("--ransac-threshold", help="Epipolar error (px at feature size).")]
+MinInliers = Annotated[int | None, typer.Option("--min-inliers", help="Verified pairs need this many inliers.")]
+CamMode = Annotated[str | None, typer.Option("--camera-mode", help="auto (shared per camera), single, per-image.")]
+CamModel = Annotated[str | None, typer.Option("--camera-model", help="COLMAP model, e.g. SIMPLE_RADIAL, PINHOLE.")]
+MaxModels = Annotated[int | None, typer.Option("--max-models", help="Models kept when the scene splits.")]
+MinModel = Annotated[int | None, typer.Option("--min-model-size", help="Images a model needs to be kept.")]
+InitTri = Annotated[float | None, typer.Option("--init-min-tri-angle", help="Initial pair min angle (deg).")]
+MinTri = Annotated[float | None, typer.Option("--min-tri-angle", help="Triangulation min angle (deg).")]
+RefineFocal = Annotated[bool | None, typer.Option("--refine-focal/--fix-focal", help="Refine focal in BA.")]
+RefinePP = Annotated[bool | None, typer.Option("--refine-principal-point/--fix-principal-point")]
+RefineExtra = Annotated[bool | None, typer.Option("--refine-distortion/--fix-distortion")]
+Seed = Annotated[int | None, typer.Option("--seed", help="Random seed of the mapper.")]
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s: %(message)s" if not verbose else "%(asctime)s %(name)s %(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+    import pycolmap
+
+    pycolmap.logging.minloglevel = 0 if verbose else 2  # COLMAP's own INFO lines only with -v
+
+
+def _overrides(**sections: dict[str, Any]) -> dict[str, Any]:
+    """Nested settings from flag values, leaving out flags that were not given."""
+    out: dict[str, Any] = {}
+    for section, values in sections.items():
+        given = {k: v for k, v in values.items() if v is not None}
+        if section == "device":
+            if values.get("device") is not None:
+                out["device"] = values["device"]
+        elif given:
+            out[section] = given
+    return out
+
+
+def _run(fn, verbose: bool) -> Any:
+    """Runs a command body; errors become one line on stderr and an exit status."""
+    _setup_logging(verbose)
+    try:
+        return fn()
+    except LightsfmError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted: finished work is saved; run the same command again to resume", err=True)
+        raise typer.Exit(130) from None
+    except Exception as e:
+        if verbose:
+            raise
+        typer.echo(f"error: {type(e).__name__}: {e} (run with --verbose for the traceback)", err=True)
+        raise typer.Exit(1) from None
+
+
+def _conf(preset: str, config_file: Path | None, overrides: dict[str, Any]) -> dict[str, Any]:
+    return config.load(preset, config_file, overrides)
+
+
+@app.command()
+def reconstruct(
+    images: Annotated[Path, typer.Argument(help="Folder of photos (searched recursively).")],
+    output: Output,
+    preset: Preset = "default",
+    config_file: ConfigFile = None,
+    device: Device = None,
+    model: Model = None,
+    max_keypoints: MaxKp = None,
+    resize_max: ResizeMax = None,
+    detection_threshold: DetTh = None,
+    pairing: Strategy = None,
+    exhaustive_max: ExhMax = None,
+    topk: TopK = None,
+    similarity_threshold: SimTh = None,
+    global_descriptor: GlobalDesc = None,
+    dinov2_model: DinoModel = None,
+    dinov2_weights: DinoWeights = None,
+    depth_confidence: DepthConf = None,
+    width_confidence: WidthConf = None,
+    verifier: Verifier = None,
+    ransac_threshold: RansacTh = None,
+    min_inliers: MinInliers = None,
+    camera_mode: CamMode = None,
+    camera_model: CamModel = None,
+    max_models: MaxModels = None,
+    min_model_size: MinModel = None,
+    init_min_tri_angle: InitTri = None,
+    min_tri_angle: MinTri = None,
+    refine_focal: RefineFocal = None,
+    refine_principal_point: RefinePP = None,
+    refine_distortion: RefineExtra = None,
+    seed: Seed = None,
+    verbose: Verbose = False,
+) -> None:
+    """Photos → pairs → ALIKED → LightGlue → RANSAC → pycolmap: OUT/sparse/<k>/ and OUT/points.ply."""
+    from . import pipeline
+
+    overrides = _overrides(
+        device={"device": device},
+        features={"model": model, "max_keypoints": max_keypoints, "resize_max": resize_max,
+                  "detection_threshold": detection_threshold},
+        pairs={"strategy": pairing, "exhaustive_max": exhaustive_max, "topk": topk,
+               "similarity_threshold": similarity_threshold, "global_descriptor": global_descriptor,
+               "dinov2_model": dinov2_model, "dinov2_weights": str(dinov2_weights) if dinov2_weights else None},
+        matching={"depth_confidence": depth_confidence, "width_confidence": width_confidence},
+        verify={"method": verifier, "threshold": ransac_threshold, "min_inliers": min_inliers,
+                "camera_mode": camera_mode, "camera_model": camera_model},
+        mapping={"max_num_models": max_models, "min_model_size": min_model_size,
+                 "init_min_tri_angle": init_min_tri_angle, "min_tri_angle": min_tri_angle,
+                 "refine_focal_length": refine_focal, "refine_principal_point": refine_principal_point,
+                 "refine_extra_params": refine_distortion, "seed": seed},
+    )
+
+    def body() -> None:
+        conf = _conf(preset, config_file, overrides)
+        result = pipeline.reconstruct(images, output, conf)
+        typer.echo(pipeline.format_summary(result))
+        if not result.models:
+            raise typer.Exit(1)
+        if result.skipped or result.models[0].num_reg_images() < result.num_images:
+            raise typer.Exit(EXIT_PARTIAL)
+
+    _run(body, verbose)
+
+
+@app.command()
+def extract(
+    images: Annotated[Path, typer.Argument(help="Folder of photos.")],
+    output: Output,
+    preset: Preset = "default",
+    config_file: ConfigFile = None,
+    device: Device = None,
+    model: Model = None,
+    max_keypoints: MaxKp = None,
+    resize_max: ResizeMax = None,
+    detection_threshold: DetTh = None,
+    verbose: Verbose = False,
+) -> None:
+    """ALIKED keypoints and descriptors → OUT/features-<settings>.h5."""
+    from .features import aliked
+    from .images import list_images
+
+    overrides = _overrides(features={"model": model, "max_keypoints": max_keypoints, "resize_max": resize_max,
+                                     "detection_threshold": detection_threshold}, device={"device": device})
+
+    def body() -> None:
+        conf = _conf(preset, config_file, overrides)
+        Path(output).mkdir(parents=True, exist_ok=True)
+        path, failed = aliked.main(images, list_images(images), output, conf["features"], conf["device"])
+        for name, reason in failed.items():
+            typer.echo(f"skipped {name}: {reason}", err=True)
+        typer.echo(str(path))
+
+    _run(body, verbose)
+
+
+@app.command("pairs")
+def pairs_cmd(
+    images: Annotated[Path, typer.Argument(help="Folder of photos.")],
+    output: Output,
+    features: Annotated[Path | None, typer.Option(help="features .h5 (needed by VLAD retrieval).")] = None,
+    preset: Preset = "default",
+    config_file: ConfigFile = None,
+    device: Device = None,
+    pairing: Strategy = None,
+    exhaustive_max: ExhMax = None,
+    topk: TopK = None,
+    similarity_threshold: SimTh = None,
+    global_descriptor: GlobalDesc = None,
+    dinov2_model: DinoModel = None,
+    dinov2_weights: DinoWeights = None,
+    verbose: Verbose = False,
+) -> None:
+    """Image pairs to match → OUT/pairs-<strategy>.txt."""
+    from . import pairs
+    from .images import list_images
+
+    overrides = _overrides(
+        pairs={"strategy": pairing, "exhaustive_max": exhaustive_max, "topk": topk,
+               "similarity_threshold": similarity_threshold, "global_descriptor": global_descriptor,
+               "dinov2_model": dinov2_model, "dinov2_weights": str(dinov2_weights) if dinov2_weights else None},
+        device={"device": device},
+    )
+
+    def body() -> None:
+        conf = _conf(preset, config_file, overrides)
+        Path(output).mkdir(parents=True, exist_ok=True)
+        path, found = pairs.main(list_images(images), output, conf["pairs"], images, features, conf["device"])
+        typer.echo(f"{len(found)} pairs → {path}")
+
+    _run(body, verbose)
+
+
+@app.command()
+def match(
+    output: Output,
+    pairs_file: Annotated[Path, typer.Option("--pairs", help="Pair list (pairs-*.txt).")],
+    features: Annotated[Path, typer.Option(help="features .h5 from `lightsfm extract`.")],
+    preset: Preset = "default",
+    config_file: ConfigFile = None,
+    device: Device = None,
+    depth_confidence: DepthConf = None,
+    width_confidence: WidthConf = None,
+    verbose: Verbose = False,
+) -> None:
+    """LightGlue matches of the listed pairs → OUT/matches-<features>-lightglue.h5."""
+    from .matching import lightglue
+    from .pairs import read_pairs
+
+    overrides = _overrides(matching={"depth_confidence": depth_confidence, "width_confidence": width_confidence},
+                           device={"device": device})
+
+    def body() -> None:
+        conf = _conf(preset, config_file, overrides)
+        path = lightglue.main(read_pairs(pairs_file), features, output, conf["matching"], conf["device"])
+        typer.echo(str(path))
+
+    _run(body, verbose)
+
+
+@app.command()
+def verify(
+    images: Annotated[Path, typer.Argument(help="Folder of photos (for sizes and EXIF).")],
+    output: Output,
+    pairs_file: Annotated[Path, typer.Option("--pairs", help="Pair list.")],
+    features: Annotated[Path, typer.Option(help="features .h5.")],
+    matches: Annotated[Path, typer.Option(help="matches .h5.")],
+    preset: Preset = "default",
+    config_file: ConfigFile = None,
+    verifier: Verifier = None,
+    ransac_threshold: RansacTh = None,
+    min_inliers: MinInliers = None,
+    camera_mode: CamMode = None,
+    camera_model: CamModel = None,
+    verbose: Verbose = False,
+) -> None:
+    """RANSAC verification → OUT/database.db (cameras, images, keypoints, matches, geometries)."""
+    from . import verify as verify_stage
+    from .images import list_images, read_infos
+    from .pairs import read_pairs
+
+    overrides = _overrides(verify={"method": verifier, "threshold": ransac_threshold, "min_inliers": min_inliers,
+                                   "camera_mode": camera_mode, "camera_model": camera_model})
+
+    def body() -> None:
+        conf = _conf(preset, config_file, overrides)
+        infos, _ = read_infos(images, list_images(images))
+        stats = verify_stage.main(infos, read_pairs(pairs_file), features, matches,
+                                  Path(output) / "database.db", conf["verify"])
+        typer.echo(f"{stats['verified']}/{stats['pairs']} pairs verified → {Path(output) / 'database.db'}")
+
+    _run(body, verbose)
+
+
+@app.command("map")
+def map_cmd(
+    images: Annotated[Path, typer.Argument(help="Folder of photos.")],
+    output: Output,
+    preset: Preset = "default",
+    config_file: ConfigFile = None,
+    max_models: MaxModels = None,
+    min_model_size: MinModel = None,
+    init_min_tri_angle: InitTri = None,
+    min_tri_angle: MinTri = None,
+    refine_focal: RefineFocal = None,
+    refine_principal_point: RefinePP = None,
+    refine_distortion: RefineExtra = None,
+    seed: Seed = None,
+    verbose: Verbose = False,
+) -> None:
+    """Incremental mapping of OUT/database.db → OUT/sparse/<k>/ and OUT/points.ply."""
+    from . import colmap, mapping
+
+    overrides = _overrides(mapping={
+        "max_num_models": max_models, "min_model_size": min_model_size, "init_min_tri_angle": init_min_tri_angle,
+        "min_tri_angle": min_tri_angle, "refine_focal_length": refine_focal,
+        "refine_principal_point": refine_principal_point, "refine_extra_params": refine_distortion, "seed": seed})
+
+    def body() -> None:
+        conf = _conf(preset, config_file, overrides)
+        database = Path(output) / "database.db"
+        if not database.exists():
+            raise LightsfmError(f"{database}: not found; run `lightsfm verify` first")
+        models = mapping.main(database, images, output, conf["mapping"])
+        for k, m in enumerate(models):
+            typer.echo(f"sparse/{k}: {colmap.summary(m)}")
+
+    _run(body, verbose)
+
+
+@app.command()
+def imc(
+    data: Annotated[Path, typer.Argument(help="IMC2023-layout folder with train_labels.csv.")],
+    output: Output,
+    scene: Annotated[list[str] | None, typer.Option(help="Only this dataset/scene (repeatable).")] = None,
+    labels: Annotated[Path | None, typer.Option(help="Listing CSV (default: DATA/train_labels.csv).")] = None,
+    preset: Preset = "default",
+    config_file: ConfigFile = None,
+    device: Device = None,
+    verbose: Verbose = False,
+) -> None:
+    """Reconstruct every scene of an IMC-layout folder → OUT/submission.csv."""
+    from . import imc as imc_stage
+
+    def body() -> None:
+        conf = _conf(preset, config_file, _overrides(device={"device": device}))
+        path, runs = imc_stage.main(data, output, conf, labels, scene)
+        for name, r in runs.items():
+            reg = "error: " + r["error"] if "error" in r else (
+                f"{r['models'][0]['registered'] if r['models'] else 0}/{r['images']} registered")
+            typer.echo(f"{name}: {reg} in {r['wall_s']:.1f}s")
+        typer.echo(str(path))
+
+    _run(body, verbose)
+
+
+@app.command()
+def evaluate(
+    submission: Annotated[Path, typer.Argument(help="Submission CSV.")],
+    labels: Annotated[Path, typer.Argument(help="Ground truth (train_labels.csv).")],
+    thresholds: Annotated[Path | None, typer.Option(help="thresholds.csv; default: IMC2023 values.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the scores as JSON.")] = None,
+    scene: Annotated[list[str] | None, typer.Option(help="Only this dataset/scene (repeatable).")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """IMC2023 mAA of a submission against ground truth, per scene, dataset and overall."""
+    from . import evaluate as ev
+
+    def body() -> None:
+        result = ev.evaluate(submission, labels, thresholds, scene)
+        typer.echo(ev.format_table(result))
+        if json_out:
+            ev.write_json(result, json_out)
+
+    _run(body, verbose)
+
+
+@app.command()
+def weights(check: Annotated[bool, typer.Option("--check", help="Load every packaged model once.")] = False,
+            verbose: Verbose = False) -> None:
+    """Where the weights are read from (nothing is ever downloaded)."""
+    from . import weights as w
+
+    def body() -> None:
+        typer.echo(f"weights folder: {w.weights_dir()}")
+        for name in w.FILES:
+            typer.echo(f"  {name}: {w.weight_path(name)}")
+        if check:
+            from .features.aliked import AlikedExtractor
+            from .matching.lightglue import LightGlueMatcher
+
+            AlikedExtractor()
+            LightGlueMatcher()
+            typer.echo("ALIKED and LightGlue weights load: ok")
+
+    _run(body, verbose)
+
+
+@app.command()
+def version() -> None:
+    """Versions of lightsfm and the libraries it runs on."""
+    import kornia
+    import pycolmap
+    import torch
+
+    typer.echo(json.dumps({"lightsfm": __version__, "torch": torch.__version__, "kornia": kornia.__version__,
+                           "pycolmap": pycolmap.__version__}))

@@ -1,0 +1,94 @@
+"""Run lightsfm on data in the Image Matching Challenge 2023 layout → ``submission.csv``.
+
+``DATA_DIR/train_labels.csv`` (or a sample submission) lists dataset, scene and
+image_path of every image; each scene is reconstructed on its own. An image registered
+in any model of its scene gets that model's pose (the largest model wins); the others
+get R = I, t = 0, as in IMC submissions.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import pipeline
+from .errors import LightsfmError
+from .evaluate import Pose, write_poses
+
+logger = logging.getLogger(__name__)
+
+
+def read_scene_lists(listing: Path) -> dict[tuple[str, str], list[str]]:
+    """{(dataset, scene): [image_path, ...]} from a labels or sample-submission CSV."""
+    scenes: dict[tuple[str, str], list[str]] = defaultdict(list)
+    try:
+        with open(listing, newline="") as f:
+            for row in csv.DictReader(f):
+                scenes[(row["dataset"], row["scene"])].append(row["image_path"])
+    except (OSError, KeyError) as e:
+        raise LightsfmError(f"{listing}: not an IMC labels/submission CSV ({e})") from None
+    return dict(scenes)
+
+
+def find_listing(data_dir: Path) -> Path:
+    for name in ("train_labels.csv", "sample_submission.csv"):
+        if (Path(data_dir) / name).is_file():
+            return Path(data_dir) / name
+    raise LightsfmError(f"{data_dir}: no train_labels.csv or sample_submission.csv")
+
+
+def poses_from_models(models: list, names: list[str]) -> dict[str, Pose]:
+    """Pose of each registered image of ``names`` (world-to-camera), from the largest model first."""
+    poses: dict[str, Pose] = {}
+    for rec in models:
+        for image in rec.images.values():
+            if image.has_pose and image.name in names and image.name not in poses:
+                p = image.cam_from_world()
+                poses[image.name] = Pose(np.asarray(p.rotation.matrix()), np.asarray(p.translation))
+    return poses
+
+
+def main(
+    data_dir: Path,
+    output: Path,
+    conf: dict[str, Any] | None = None,
+    listing: Path | None = None,
+    scenes: list[str] | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Reconstructs every listed scene; returns the submission path and per-scene run info."""
+    data_dir, output = Path(data_dir), Path(output)
+    listing = Path(listing) if listing else find_listing(data_dir)
+    scene_lists = read_scene_lists(listing)
+    if scenes:
+        unknown = set(scenes) - {f"{d}/{s}" for d, s in scene_lists}
+        if unknown:
+            raise LightsfmError(f"{listing}: no scene {sorted(unknown)[0]}")
+        scene_lists = {k: v for k, v in scene_lists.items() if f"{k[0]}/{k[1]}" in scenes}
+    output.mkdir(parents=True, exist_ok=True)
+    submission: dict[tuple[str, str], dict[str, Pose]] = {}
+    runs: dict[str, Any] = {}
+    for (ds, scene), paths in scene_lists.items():
+        image_dir = Path(os.path.commonpath([str(Path(p).parent) for p in paths]))
+        names = [Path(p).relative_to(image_dir).as_posix() for p in paths]
+        logger.info("scene %s/%s: %d images", ds, scene, len(names))
+        t = time.perf_counter()
+        try:
+            result = pipeline.reconstruct(data_dir / image_dir, output / ds / scene, conf, image_names=names)
+            poses = poses_from_models(result.models, names)
+            runs[f"{ds}/{scene}"] = {**result.summary(), "wall_s": time.perf_counter() - t}
+        except LightsfmError as e:
+            logger.warning("scene %s/%s failed: %s", ds, scene, e)
+            poses = {}
+            runs[f"{ds}/{scene}"] = {"error": str(e), "wall_s": time.perf_counter() - t}
+        placeholder = Pose(np.eye(3), np.zeros(3))
+        submission[(ds, scene)] = {p: poses.get(n, placeholder) for p, n in zip(paths, names, strict=True)}
+    path = output / "submission.csv"
+    write_poses(path, submission)
+    return path, runs

@@ -1,0 +1,41 @@
+"""Shared fixtures: real scenes from ../shared/data and a small real reconstruction."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("LIGHTSFM_DATA", ROOT.parent / "shared" / "data"))
+DEMO = ROOT / "demo" / "sceaux-castle" / "images"
+TEMPLE = DATA / "middlebury" / "templeSparseRing" / "images"
+FOUNTAIN = DATA / "strecha" / "fountain-P11" / "images"
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+# Small and quick: 640×480 Middlebury images, 1024 keypoints.
+FAST_CONF = {"features": {"max_keypoints": 1024}}
+
+
+def pytest_collection_modifyitems(config, items):
+    if not DATA.is_dir():
+        skip = pytest.mark.skip(reason=f"ground-truth scenes not found at {DATA} (set LIGHTSFM_DATA)")
+        for item in items:
+            if "data" in item.keywords:
+                item.add_marker(skip)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "data: needs ../shared/data")
+
+
+@pytest.fixture(scope="session")
+def temple_run(tmp_path_factory):
+    """lightsfm on the 16-image Middlebury temple ring, scored against its ground truth."""
+    from lightsfm import imc
+
+    out = tmp_path_factory.mktemp("imc")
+    path, runs = imc.main(DATA, out, FAST_CONF, scenes=["middlebury/templeSparseRing"])
+    return out, path, runs

@@ -1,0 +1,60 @@
+"""ALIKED extraction into features.h5 on real photos."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import DEMO
+from lightsfm.features import aliked
+from lightsfm.io import name_to_key
+
+NAMES = ["100_7100.JPG", "100_7101.JPG"]
+CONF = {"max_keypoints": 512, "resize_max": 640}
+
+
+@pytest.fixture(scope="module")
+def features(tmp_path_factory):
+    out = tmp_path_factory.mktemp("feat")
+    path, failed = aliked.main(DEMO, NAMES, out, CONF)
+    return path, failed
+
+
+def test_shapes_and_coordinates(features):
+    path, failed = features
+    assert not failed
+    assert path.name == "features-aliked-n16-k512-r640-t0.01.h5"
+    with h5py.File(path) as f:
+        for name in NAMES:
+            g = f[name_to_key(name)]
+            k, s, d = g["keypoints"][()], g["scores"][()], g["descriptors"][()]
+            assert 100 < len(k) <= 512
+            assert k.shape == (len(k), 2) and s.shape == (len(k),) and d.shape == (len(k), 128)
+            assert np.allclose(np.linalg.norm(d.astype(np.float32), axis=1), 1, atol=1e-2)
+            w, h = g["image_size"][()]
+            assert (w, h) == (1600, 1202)
+            # keypoints are in full-resolution pixels although found at 640 px
+            assert k[:, 0].max() > 640 and k[:, 0].max() < w and k[:, 1].min() >= 0
+
+
+def test_second_run_skips_finished_images(features, monkeypatch):
+    path, _ = features
+    before = path.stat().st_mtime_ns
+
+    def refuse(*a, **k):
+        raise AssertionError("the model was loaded although every image was done")
+
+    monkeypatch.setattr(aliked, "AlikedExtractor", refuse)
+    path2, _ = aliked.main(DEMO, NAMES, path.parent, CONF)
+    assert path2 == path and path.stat().st_mtime_ns == before
+
+
+def test_bad_image_is_skipped_others_go_on(tmp_path):
+    (tmp_path / "broken.jpg").write_bytes((DEMO / NAMES[0]).read_bytes()[:2000])
+    (tmp_path / NAMES[0]).write_bytes((DEMO / NAMES[0]).read_bytes())
+    path, failed = aliked.main(tmp_path, ["broken.jpg", NAMES[0]], tmp_path, CONF)
+    assert list(failed) == ["broken.jpg"] and "cannot be decoded" in failed["broken.jpg"]
+    with h5py.File(path) as f:
+        assert list(f.keys()) == [name_to_key(NAMES[0])]
+    assert not list(tmp_path.glob("*.tmp"))

@@ -1,0 +1,86 @@
+"""Pair selection: exhaustive, similarity top-k/threshold, VLAD and the DINOv2 loader."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lightsfm import pairs
+from lightsfm.errors import LightsfmError
+from lightsfm.pairs import dinov2, retrieval
+from lightsfm.pairs.exhaustive import pairs_exhaustive
+
+
+def test_exhaustive_lists_each_pair_once():
+    p = pairs_exhaustive(["c", "a", "b", "d"])
+    assert len(p) == 6 and len(set(p)) == 6 and all(a < b for a, b in p)
+
+
+def test_similarity_topk_and_threshold():
+    names = ["a", "b", "c", "d"]
+    sim = np.array([[1, 0.95, 0.1, 0.2], [0.95, 1, 0.3, 0.1], [0.1, 0.3, 1, 0.5], [0.2, 0.1, 0.5, 1]])
+    assert retrieval.pairs_from_similarity(names, sim, topk=1, threshold=0.99) == [("a", "b"), ("c", "d")]
+    got = retrieval.pairs_from_similarity(names, sim, topk=1, threshold=0.25)
+    assert got == [("a", "b"), ("b", "c"), ("c", "d")]
+
+
+def test_pair_file_round_trip_with_spaces(tmp_path):
+    p = [("a b.jpg", "c.jpg"), ("x/y.png", "z.png")]
+    pairs.write_pairs(tmp_path / "pairs.txt", p)
+    assert pairs.read_pairs(tmp_path / "pairs.txt") == p
+
+
+def test_auto_switches_to_retrieval(tmp_path, monkeypatch):
+    names = [f"{i}.jpg" for i in range(5)]
+    _, p = pairs.main(names, tmp_path, {"strategy": "auto", "exhaustive_max": 5})
+    assert len(p) == 10
+    with pytest.raises(ValueError, match="needs the local features file"):
+        pairs.main(names, tmp_path, {"strategy": "auto", "exhaustive_max": 4, "global_descriptor": "vlad"})
+
+
+def _official_checkpoint(path, model="vits14"):
+    """A checkpoint in the layout of facebookresearch/dinov2 (no real weights exist here)."""
+    torch.manual_seed(0)
+    net = dinov2.ARCHS[model](patch_size=14, img_size=518, init_values=1.0, block_chunks=0)
+    sd = net.state_dict()
+    assert "blocks.0.attn.qkv.weight" in sd and "blocks.11.ls2.gamma" in sd and sd["pos_embed"].shape[1] == 1370
+    torch.save(sd, path)
+    return sd
+
+
+def test_dinov2_loader_reads_official_layout(tmp_path):
+    sd = _official_checkpoint(tmp_path / "dinov2_vits14_pretrain.pth")
+    net = dinov2.build("vits14", tmp_path / "dinov2_vits14_pretrain.pth")
+    assert torch.equal(net.state_dict()["blocks.3.mlp.fc1.weight"], sd["blocks.3.mlp.fc1.weight"])
+    d = dinov2.describe(net, np.zeros((300, 400, 3), np.uint8))
+    assert d.shape == (384,) and np.linalg.norm(d) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_dinov2_wrong_checkpoint_and_absent_weights(tmp_path, monkeypatch):
+    sd = _official_checkpoint(tmp_path / "ck.pth")
+    sd.pop("norm.weight")
+    torch.save(sd, tmp_path / "bad.pth")
+    with pytest.raises(LightsfmError, match="1 missing"):
+        dinov2.build("vits14", tmp_path / "bad.pth")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    assert dinov2.find_weights("vits14") is None
+    with pytest.raises(LightsfmError, match="dinov2_vits14_pretrain.pth"):
+        dinov2.build("vits14")
+
+
+def test_dinov2_retrieval_from_hub_cache(tmp_path, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    ck = dinov2.hub_checkpoint("vits14")
+    ck.parent.mkdir(parents=True)
+    _official_checkpoint(ck)
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)).save(imgs / f"{i}.png")
+    names = [f"{i}.png" for i in range(4)]
+    out = retrieval.main(names, tmp_path, {"topk": 1, "similarity_threshold": 2.0}, image_dir=imgs)
+    assert 2 <= len(out) <= 4 and (tmp_path / "global-dinov2-vits14.h5").exists()

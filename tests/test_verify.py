@@ -1,0 +1,34 @@
+"""RANSAC keeps the matches that fit one epipolar geometry and rejects planted outliers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lightsfm.verify import ransac_fundamental
+
+
+def _project(K, R, t, X):
+    x = (K @ (R @ X.T + t[:, None])).T
+    return x[:, :2] / x[:, 2:]
+
+
+def test_magsac_rejects_planted_outliers():
+    rng = np.random.default_rng(0)
+    K = np.array([[800.0, 0, 320], [0, 800, 240], [0, 0, 1]])
+    X = rng.uniform([-2, -2, 6], [2, 2, 10], size=(300, 3))
+    a = np.radians(8)
+    R = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    p0 = _project(K, np.eye(3), np.zeros(3), X) + rng.normal(0, 0.3, (300, 2))
+    p1 = _project(K, R, np.array([-1.0, 0.1, 0]), X) + rng.normal(0, 0.3, (300, 2))
+    out = 150  # a third of the matches are wrong
+    q0 = np.vstack([p0, rng.uniform([0, 0], [640, 480], (out, 2))])
+    q1 = np.vstack([p1, rng.uniform([0, 0], [640, 480], (out, 2))])
+    F, inl = ransac_fundamental(q0, q1, threshold=1.0)
+    assert F is not None
+    assert inl[:300].mean() > 0.9  # true matches kept
+    assert inl[300:].mean() < 0.1  # planted outliers rejected
+
+
+def test_too_few_matches():
+    F, inl = ransac_fundamental(np.zeros((5, 2)), np.zeros((5, 2)), 1.0)
+    assert F is None and not inl.any()
