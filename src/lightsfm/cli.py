@@ -146,18 +146,39 @@ def reconstruct(
 
     overrides = _overrides(
         device={"device": device},
-        features={"model": model, "max_keypoints": max_keypoints, "resize_max": resize_max,
-                  "detection_threshold": detection_threshold},
-        pairs={"strategy": pairing, "exhaustive_max": exhaustive_max, "topk": topk,
-               "similarity_threshold": similarity_threshold, "global_descriptor": global_descriptor,
-               "dinov2_model": dinov2_model, "dinov2_weights": str(dinov2_weights) if dinov2_weights else None},
+        features={
+            "model": model,
+            "max_keypoints": max_keypoints,
+            "resize_max": resize_max,
+            "detection_threshold": detection_threshold,
+        },
+        pairs={
+            "strategy": pairing,
+            "exhaustive_max": exhaustive_max,
+            "topk": topk,
+            "similarity_threshold": similarity_threshold,
+            "global_descriptor": global_descriptor,
+            "dinov2_model": dinov2_model,
+            "dinov2_weights": str(dinov2_weights) if dinov2_weights else None,
+        },
         matching={"depth_confidence": depth_confidence, "width_confidence": width_confidence},
-        verify={"method": verifier, "threshold": ransac_threshold, "min_inliers": min_inliers,
-                "camera_mode": camera_mode, "camera_model": camera_model},
-        mapping={"max_num_models": max_models, "min_model_size": min_model_size,
-                 "init_min_tri_angle": init_min_tri_angle, "min_tri_angle": min_tri_angle,
-                 "refine_focal_length": refine_focal, "refine_principal_point": refine_principal_point,
-                 "refine_extra_params": refine_distortion, "seed": seed},
+        verify={
+            "method": verifier,
+            "threshold": ransac_threshold,
+            "min_inliers": min_inliers,
+            "camera_mode": camera_mode,
+            "camera_model": camera_model,
+        },
+        mapping={
+            "max_num_models": max_models,
+            "min_model_size": min_model_size,
+            "init_min_tri_angle": init_min_tri_angle,
+            "min_tri_angle": min_tri_angle,
+            "refine_focal_length": refine_focal,
+            "refine_principal_point": refine_principal_point,
+            "refine_extra_params": refine_distortion,
+            "seed": seed,
+        },
     )
 
     def body() -> None:
@@ -189,8 +210,15 @@ def extract(
     from .features import aliked
     from .images import list_images
 
-    overrides = _overrides(features={"model": model, "max_keypoints": max_keypoints, "resize_max": resize_max,
-                                     "detection_threshold": detection_threshold}, device={"device": device})
+    overrides = _overrides(
+        features={
+            "model": model,
+            "max_keypoints": max_keypoints,
+            "resize_max": resize_max,
+            "detection_threshold": detection_threshold,
+        },
+        device={"device": device},
+    )
 
     def body() -> None:
         conf = _conf(preset, config_file, overrides)
@@ -225,9 +253,15 @@ def pairs_cmd(
     from .images import list_images
 
     overrides = _overrides(
-        pairs={"strategy": pairing, "exhaustive_max": exhaustive_max, "topk": topk,
-               "similarity_threshold": similarity_threshold, "global_descriptor": global_descriptor,
-               "dinov2_model": dinov2_model, "dinov2_weights": str(dinov2_weights) if dinov2_weights else None},
+        pairs={
+            "strategy": pairing,
+            "exhaustive_max": exhaustive_max,
+            "topk": topk,
+            "similarity_threshold": similarity_threshold,
+            "global_descriptor": global_descriptor,
+            "dinov2_model": dinov2_model,
+            "dinov2_weights": str(dinov2_weights) if dinov2_weights else None,
+        },
         device={"device": device},
     )
 
@@ -256,8 +290,9 @@ def match(
     from .matching import lightglue
     from .pairs import read_pairs
 
-    overrides = _overrides(matching={"depth_confidence": depth_confidence, "width_confidence": width_confidence},
-                           device={"device": device})
+    overrides = _overrides(
+        matching={"depth_confidence": depth_confidence, "width_confidence": width_confidence}, device={"device": device}
+    )
 
     def body() -> None:
         conf = _conf(preset, config_file, overrides)
@@ -288,14 +323,22 @@ def verify(
     from .images import list_images, read_infos
     from .pairs import read_pairs
 
-    overrides = _overrides(verify={"method": verifier, "threshold": ransac_threshold, "min_inliers": min_inliers,
-                                   "camera_mode": camera_mode, "camera_model": camera_model})
+    overrides = _overrides(
+        verify={
+            "method": verifier,
+            "threshold": ransac_threshold,
+            "min_inliers": min_inliers,
+            "camera_mode": camera_mode,
+            "camera_model": camera_model,
+        }
+    )
 
     def body() -> None:
         conf = _conf(preset, config_file, overrides)
         infos, _ = read_infos(images, list_images(images))
-        stats = verify_stage.main(infos, read_pairs(pairs_file), features, matches,
-                                  Path(output) / "database.db", conf["verify"])
+        stats = verify_stage.main(
+            infos, read_pairs(pairs_file), features, matches, Path(output) / "database.db", conf["verify"]
+        )
         typer.echo(f"{stats['verified']}/{stats['pairs']} pairs verified → {Path(output) / 'database.db'}")
 
     _run(body, verbose)
@@ -320,10 +363,18 @@ def map_cmd(
     """Incremental mapping of OUT/database.db → OUT/sparse/<k>/ and OUT/points.ply."""
     from . import colmap, mapping
 
-    overrides = _overrides(mapping={
-        "max_num_models": max_models, "min_model_size": min_model_size, "init_min_tri_angle": init_min_tri_angle,
-        "min_tri_angle": min_tri_angle, "refine_focal_length": refine_focal,
-        "refine_principal_point": refine_principal_point, "refine_extra_params": refine_distortion, "seed": seed})
+    overrides = _overrides(
+        mapping={
+            "max_num_models": max_models,
+            "min_model_size": min_model_size,
+            "init_min_tri_angle": init_min_tri_angle,
+            "min_tri_angle": min_tri_angle,
+            "refine_focal_length": refine_focal,
+            "refine_principal_point": refine_principal_point,
+            "refine_extra_params": refine_distortion,
+            "seed": seed,
+        }
+    )
 
     def body() -> None:
         conf = _conf(preset, config_file, overrides)
@@ -355,8 +406,11 @@ def imc(
         conf = _conf(preset, config_file, _overrides(device={"device": device}))
         path, runs = imc_stage.main(data, output, conf, labels, scene)
         for name, r in runs.items():
-            reg = "error: " + r["error"] if "error" in r else (
-                f"{r['models'][0]['registered'] if r['models'] else 0}/{r['images']} registered")
+            reg = (
+                "error: " + r["error"]
+                if "error" in r
+                else (f"{r['models'][0]['registered'] if r['models'] else 0}/{r['images']} registered")
+            )
             typer.echo(f"{name}: {reg} in {r['wall_s']:.1f}s")
         typer.echo(str(path))
 
@@ -385,8 +439,10 @@ def evaluate(
 
 
 @app.command()
-def weights(check: Annotated[bool, typer.Option("--check", help="Load every packaged model once.")] = False,
-            verbose: Verbose = False) -> None:
+def weights(
+    check: Annotated[bool, typer.Option("--check", help="Load every packaged model once.")] = False,
+    verbose: Verbose = False,
+) -> None:
     """Where the weights are read from (nothing is ever downloaded)."""
     from . import weights as w
 
@@ -412,5 +468,17 @@ def version() -> None:
     import pycolmap
     import torch
 
-    typer.echo(json.dumps({"lightsfm": __version__, "torch": torch.__version__, "kornia": kornia.__version__,
-                           "pycolmap": pycolmap.__version__}))
+    typer.echo(
+        json.dumps(
+            {
+                "lightsfm": __version__,
+                "torch": torch.__version__,
+                "kornia": kornia.__version__,
+                "pycolmap": pycolmap.__version__,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    app()

@@ -90,9 +90,7 @@ def create_database(
     return db, ids
 
 
-def two_view_geometry(
-    inlier_matches: np.ndarray, F: np.ndarray | None = None
-) -> pycolmap.TwoViewGeometry:
+def two_view_geometry(inlier_matches: np.ndarray, F: np.ndarray | None = None) -> pycolmap.TwoViewGeometry:
     """An uncalibrated two-view geometry (fundamental matrix) with its inlier matches."""
     tvg = pycolmap.TwoViewGeometry()
     tvg.config = pycolmap.TwoViewGeometryConfiguration.UNCALIBRATED

@@ -81,7 +81,9 @@ def write_poses(path: Path, poses: dict[tuple[str, str], dict[str, Pose]]) -> No
             for image_path, p in images.items():
                 w.writerow(
                     [
-                        image_path, ds, scene,
+                        image_path,
+                        ds,
+                        scene,
                         ";".join(f"{x:.9g}" for x in p.R.ravel()),
                         ";".join(f"{x:.9g}" for x in p.t.ravel()),
                     ]
@@ -131,9 +133,7 @@ def relative_pose(a: Pose, b: Pose) -> tuple[np.ndarray, np.ndarray]:
     return dR, b.t - dR @ a.t
 
 
-def pose_errors(
-    dR_gt: np.ndarray, dT_gt: np.ndarray, dR: np.ndarray, dT: np.ndarray
-) -> tuple[float, float, float]:
+def pose_errors(dR_gt: np.ndarray, dT_gt: np.ndarray, dR: np.ndarray, dT: np.ndarray) -> tuple[float, float, float]:
     """(rotation error in degrees, IMC translation error in GT units, translation-direction error in degrees)."""
     q_gt, q = quaternion_from_matrix(dR_gt), quaternion_from_matrix(dR)
     loss_q = max(EPS, 1.0 - float(np.dot(q, q_gt)) ** 2)

@@ -103,8 +103,12 @@ def main(
             elif conf["method"] == "colmap":
                 tvg_opts.ransac.max_error = thr
                 tvg = pycolmap.estimate_two_view_geometry(
-                    cam_of[a], p0 + 0.5, cam_of[b], p1 + 0.5,
-                    np.stack([np.arange(len(p0)), np.arange(len(p0))], 1).astype(np.uint32), tvg_opts,
+                    cam_of[a],
+                    p0 + 0.5,
+                    cam_of[b],
+                    p1 + 0.5,
+                    np.stack([np.arange(len(p0)), np.arange(len(p0))], 1).astype(np.uint32),
+                    tvg_opts,
                 )
                 if len(tvg.inlier_matches) < conf["min_inliers"]:
                     continue

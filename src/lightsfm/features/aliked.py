@@ -20,8 +20,8 @@ from kornia.feature import ALIKED
 from tqdm import tqdm
 
 from ..errors import ImageError
-from ..io import H5Appender, h5_conf, h5_keys, name_to_key
 from ..images import load_image
+from ..io import H5Appender, h5_conf, h5_keys, name_to_key
 from ..weights import load_weights
 
 logger = logging.getLogger(__name__)

@@ -124,9 +124,7 @@ def main(
         path.unlink()
     done = h5_keys(path, depth=2)
     feats = FeatureCache(feature_file)
-    todo = [
-        (a, b) for a, b in pairs if pair_to_key(a, b) not in done and pair_to_key(b, a) not in done
-    ]
+    todo = [(a, b) for a, b in pairs if pair_to_key(a, b) not in done and pair_to_key(b, a) not in done]
     todo = [(a, b) for a, b in todo if a in feats and b in feats]
     # Visit pairs image by image so the feature cache hits.
     todo.sort()

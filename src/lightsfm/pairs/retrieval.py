@@ -31,9 +31,7 @@ def conf_tag(conf: dict[str, Any]) -> str:
     return f"retrieval-{c['global_descriptor']}-k{c['topk']}-s{c['similarity_threshold']:g}"
 
 
-def pairs_from_similarity(
-    names: list[str], sim: np.ndarray, topk: int, threshold: float
-) -> list[tuple[str, str]]:
+def pairs_from_similarity(names: list[str], sim: np.ndarray, topk: int, threshold: float) -> list[tuple[str, str]]:
     """Unordered pairs: each image's ``topk`` best neighbours, and every pair with sim > threshold."""
     n = len(names)
     sim = sim.copy()

@@ -1,0 +1,96 @@
+"""End to end on a real ground-truth scene, with the CLI, the IMC runner and the metric."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pycolmap
+import pytest
+
+from conftest import DATA, FAST_CONF, TEMPLE
+from lightsfm import evaluate as ev
+from lightsfm import pipeline
+
+pytestmark = pytest.mark.data
+
+
+def test_temple_ring_all_registered_and_accurate(temple_run):
+    out, submission, runs = temple_run
+    run = runs["middlebury/templeSparseRing"]
+    assert run["models"][0]["registered"] == 16
+    gt = ev.read_poses(DATA / "train_labels.csv")
+    res = ev.evaluate(submission, gt, DATA / "thresholds.csv", ["middlebury/templeSparseRing"])
+    scene = res["scenes"]["middlebury/templeSparseRing"]
+    assert scene["registered"] == 16
+    assert scene["median_rotation_error"] < 5.0  # degrees, relative rotations vs ground truth
+
+
+def test_outputs_are_colmap_models(temple_run):
+    out, _, _ = temple_run
+    scene = out / "middlebury" / "templeSparseRing"
+    rec = pycolmap.Reconstruction(scene / "sparse" / "0")
+    assert rec.num_reg_images() == 16 and rec.num_points3D() > 500
+    colors = np.array([p.color for p in rec.points3D.values()])
+    assert colors.max() > 50  # coloured from the photos, not left black
+    assert (scene / "points.ply").stat().st_size > 10_000
+    assert (scene / "database.db").exists() and (scene / "pairs-exhaustive.txt").exists()
+    summary = json.loads((scene / "summary.json").read_text())
+    assert set(summary["timings_s"]) >= {"extract", "match", "verify", "map"}
+
+
+def test_second_run_skips_finished_work(temple_run):
+    out, _, _ = temple_run
+    scene = out / "middlebury" / "templeSparseRing"
+    files = {p: p.stat().st_mtime_ns for p in scene.glob("*.h5")}
+    result = pipeline.reconstruct(TEMPLE, scene, FAST_CONF, image_names=sorted(os.listdir(TEMPLE)))
+    assert {p: p.stat().st_mtime_ns for p in scene.glob("*.h5")} == files
+    assert "verify" not in result.timings and "map" not in result.timings
+    assert result.models[0].num_reg_images() == 16
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "lightsfm.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "TQDM_DISABLE": "1"},
+    )
+
+
+def test_cli_evaluate_writes_json(temple_run, tmp_path):
+    _, submission, _ = temple_run
+    r = _cli(
+        "evaluate",
+        submission,
+        DATA / "train_labels.csv",
+        "--thresholds",
+        DATA / "thresholds.csv",
+        "--scene",
+        "middlebury/templeSparseRing",
+        "--json",
+        tmp_path / "s.json",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "middlebury/templeSparseRing" in r.stdout
+    js = json.loads((tmp_path / "s.json").read_text())
+    assert set(js["scenes"]["middlebury/templeSparseRing"]) >= {"mAA", "mAA_R", "mAA_t", "registered", "auc5"}
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = _cli("reconstruct", empty, "-o", tmp_path / "o")
+    assert r.returncode == 1 and r.stderr.strip().count("\n") == 0 and "no images found" in r.stderr
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "a.png").symlink_to(TEMPLE / "templeSR0001.png")
+    (one / "notes.jpg").write_text("hello")
+    r = _cli("reconstruct", one, "-o", tmp_path / "o2", "--max-keypoints", "256")
+    assert r.returncode == 1
+    assert "1 usable image(s)" in r.stderr and "notes.jpg" in r.stderr
+    assert "Traceback" not in r.stderr
