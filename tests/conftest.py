@@ -15,6 +15,14 @@ FOUNTAIN = DATA / "strecha" / "fountain-P11" / "images"
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_colmap():
+    import pycolmap
+
+    pycolmap.logging.minloglevel = 2
+
+
 # Small and quick: 640×480 Middlebury images, 1024 keypoints.
 FAST_CONF = {"features": {"max_keypoints": 1024}}
 

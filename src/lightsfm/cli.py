@@ -49,7 +49,10 @@ Verifier = Annotated[str | None, typer.Option("--verifier", help="RANSAC: magsac
 RansacTh = Annotated[float | None, typer.Option("--ransac-threshold", help="Epipolar error (px at feature size).")]
 MinInliers = Annotated[int | None, typer.Option("--min-inliers", help="Verified pairs need this many inliers.")]
 CamMode = Annotated[str | None, typer.Option("--camera-mode", help="auto (shared per camera), single, per-image.")]
-CamModel = Annotated[str | None, typer.Option("--camera-model", help="COLMAP model, e.g. SIMPLE_RADIAL, PINHOLE.")]
+CamModel = Annotated[
+    str | None,
+    typer.Option("--camera-model", help="auto (SIMPLE_RADIAL with EXIF, SIMPLE_PINHOLE without) or a COLMAP model."),
+]
 MaxModels = Annotated[int | None, typer.Option("--max-models", help="Models kept when the scene splits.")]
 MinModel = Annotated[int | None, typer.Option("--min-model-size", help="Images a model needs to be kept.")]
 InitTri = Annotated[float | None, typer.Option("--init-min-tri-angle", help="Initial pair min angle (deg).")]

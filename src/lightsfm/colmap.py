@@ -21,7 +21,7 @@ import pycolmap
 from .images import ImageInfo
 
 CAMERA_MODES = ("auto", "single", "per-image")
-CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
+CAMERA_MODELS = ("auto", "SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
 
 
 def group_cameras(infos: list[ImageInfo], mode: str = "auto") -> list[list[int]]:
@@ -45,10 +45,18 @@ def group_cameras(infos: list[ImageInfo], mode: str = "auto") -> list[list[int]]
     return list(groups.values())
 
 
-def make_camera(info: ImageInfo, model: str = "SIMPLE_RADIAL") -> pycolmap.Camera:
-    """A camera for images like ``info``: EXIF focal as prior when present, else 1.2·max side."""
+def make_camera(info: ImageInfo, model: str = "auto") -> pycolmap.Camera:
+    """A camera for images like ``info``: EXIF focal as prior when present, else 1.2·max side.
+
+    ``auto``: SIMPLE_RADIAL for photos that name their camera in EXIF (straight from a
+    lens, with its distortion), SIMPLE_PINHOLE for images without (mostly undistorted or
+    processed sets, where a free radial term only absorbs errors: on Middlebury it folded
+    the temple ring, see README).
+    """
     if model not in CAMERA_MODELS:
         raise ValueError(f"unknown camera model {model!r}; one of {', '.join(CAMERA_MODELS)}")
+    if model == "auto":
+        model = "SIMPLE_RADIAL" if (info.make or info.model) else "SIMPLE_PINHOLE"
     focal = info.focal_px or 1.2 * max(info.width, info.height)
     cam = pycolmap.Camera.create_from_model_name(0, model, focal, info.width, info.height)
     cam.has_prior_focal_length = info.focal_px is not None
@@ -60,7 +68,7 @@ def create_database(
     infos: list[ImageInfo],
     keypoints: dict[str, np.ndarray],
     camera_mode: str = "auto",
-    camera_model: str = "SIMPLE_RADIAL",
+    camera_model: str = "auto",
 ) -> tuple[pycolmap.Database, dict[str, int]]:
     """A new COLMAP database with cameras, rigs, frames, images and keypoints.
 

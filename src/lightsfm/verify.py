@@ -33,7 +33,7 @@ default_conf: dict[str, Any] = {
     "max_iterations": 10000,
     "min_inliers": 15,
     "camera_mode": "auto",  # auto | single | per-image
-    "camera_model": "SIMPLE_RADIAL",
+    "camera_model": "auto",  # auto (radial with EXIF, pinhole without) or a COLMAP model name
 }
 
 

@@ -23,8 +23,10 @@ default_conf: dict[str, Any] = {
 
 
 def write_pairs(path: Path, pairs: list[tuple[str, str]]) -> None:
-    # Names may contain spaces: they are quoted with the tab separator of the line.
-    atomic_write_text(Path(path), "".join(f"{a}\t{b}\n" for a, b in pairs))
+    """Writes 'a<TAB>b' lines (names may contain spaces); an unchanged file is left untouched."""
+    text = "".join(f"{a}\t{b}\n" for a, b in pairs)
+    if not (Path(path).exists() and Path(path).read_text() == text):
+        atomic_write_text(Path(path), text)
 
 
 def read_pairs(path: Path) -> list[tuple[str, str]]:

@@ -1,0 +1,51 @@
+"""Cameras and the COLMAP database: shared intrinsics, EXIF focal priors, rigs and frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pycolmap
+import pytest
+
+from lightsfm import colmap
+from lightsfm.images import ImageInfo
+
+EXIF_A = dict(make="Kodak", model="Z612", focal_mm=5.85, focal_px=1555.0)
+
+
+def test_cameras_are_shared_per_camera_identity():
+    infos = [
+        ImageInfo("a.jpg", 640, 480),
+        ImageInfo("b.jpg", 640, 480),
+        ImageInfo("c.jpg", 640, 480, **EXIF_A),
+        ImageInfo("d.jpg", 640, 480, **EXIF_A),
+        ImageInfo("e.jpg", 480, 640),
+    ]
+    assert colmap.group_cameras(infos, "auto") == [[0, 1], [2, 3], [4]]
+    assert colmap.group_cameras(infos, "per-image") == [[i] for i in range(5)]
+    with pytest.raises(ValueError, match="one size"):
+        colmap.group_cameras(infos, "single")
+
+
+def test_camera_model_and_focal_prior():
+    exif_cam = colmap.make_camera(ImageInfo("c.jpg", 1600, 1200, **EXIF_A))
+    assert exif_cam.model_name == "SIMPLE_RADIAL" and exif_cam.has_prior_focal_length
+    assert exif_cam.focal_length == pytest.approx(1555.0)
+    plain = colmap.make_camera(ImageInfo("a.png", 640, 480))
+    assert plain.model_name == "SIMPLE_PINHOLE" and not plain.has_prior_focal_length
+    assert plain.focal_length == pytest.approx(1.2 * 640)
+    assert colmap.make_camera(ImageInfo("a.png", 640, 480), "OPENCV").model_name == "OPENCV"
+
+
+def test_database_holds_cameras_rigs_frames_images_keypoints(tmp_path):
+    infos = [ImageInfo("a.png", 640, 480), ImageInfo("b.png", 640, 480), ImageInfo("c.jpg", 800, 600, **EXIF_A)]
+    kp = {i.name: np.random.default_rng(0).uniform(0, 400, (50, 2)).astype(np.float32) for i in infos}
+    db, ids = colmap.create_database(tmp_path / "db.db", infos, kp)
+    db.write_matches(ids["a.png"], ids["b.png"], np.array([[0, 1], [2, 3]], np.uint32))
+    db.write_two_view_geometry(ids["a.png"], ids["b.png"], colmap.two_view_geometry(np.array([[0, 1]])))
+    db.close()
+    db = pycolmap.Database.open(tmp_path / "db.db")
+    assert db.num_cameras() == 2 and db.num_images() == 3 and db.num_rigs() == 2 and db.num_frames() == 3
+    # COLMAP's origin is the pixel corner: +0.5
+    assert np.allclose(db.read_keypoints(ids["a.png"])[:, :2], kp["a.png"] + 0.5)
+    assert db.num_inlier_matches() == 1
+    db.close()
