@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_set(items: list[str]) -> dict:
-    """ "verify.camera_model=PINHOLE" → {"verify": {"camera_model": "PINHOLE"}}; values parsed as JSON if they can be."""
+    """Parses "verify.camera_model=PINHOLE" into nested dicts; values are read as JSON when they parse."""
     out: dict = {}
     for item in items:
         key, _, raw = item.partition("=")
