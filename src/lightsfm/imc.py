@@ -61,10 +61,14 @@ def main(
     conf: dict[str, Any] | None = None,
     listing: Path | None = None,
     scenes: list[str] | None = None,
+    write_report: bool = True,
+    thresholds: Path | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Reconstructs every listed scene; returns the submission path and per-scene run info."""
     data_dir, output = Path(data_dir), Path(output)
     listing = Path(listing) if listing else find_listing(data_dir)
+    if thresholds is None and (data_dir / "thresholds.csv").is_file():
+        thresholds = data_dir / "thresholds.csv"
     scene_lists = read_scene_lists(listing)
     if scenes:
         unknown = set(scenes) - {f"{d}/{s}" for d, s in scene_lists}
@@ -83,6 +87,14 @@ def main(
             result = pipeline.reconstruct(data_dir / image_dir, output / ds / scene, conf, image_names=names)
             poses = poses_from_models(result.models, names)
             runs[f"{ds}/{scene}"] = {**result.summary(), "wall_s": time.perf_counter() - t}
+            if write_report and result.models:
+                from . import report
+
+                # Ground truth only comes with a labels file, not with a sample submission.
+                gt = listing if listing.name == "train_labels.csv" else None
+                report.main(
+                    output / ds / scene, labels=gt, thresholds=thresholds if gt else None, scene_key=f"{ds}/{scene}"
+                )
         except LightsfmError as e:
             logger.warning("scene %s/%s failed: %s", ds, scene, e)
             poses = {}

@@ -109,7 +109,13 @@ def reconstruct(
     database = output / "database.db"
     key = _fingerprint(names, feature_file, match_file, pair_file, conf["verify"], conf["mapping"])
     models = mapping.load_models(output) if state.get("map") == key and database.exists() else None
-    stats: dict[str, Any] = {"pairs": len(pair_list), "pair_file": pair_file.name}
+    stats: dict[str, Any] = {
+        "pairs": len(pair_list),
+        "image_dir": str(image_dir.resolve()),
+        "image_names": names,
+        "files": {"pairs": pair_file.name, "features": feature_file.name, "matches": match_file.name},
+        "conf": conf,
+    }
     if models:
         stats.update(state.get("map_stats", {}))
     else:
@@ -123,7 +129,9 @@ def reconstruct(
         tmp.write_text(json.dumps(state))
         tmp.replace(state_file)
     result = Result(output, models, len(names) + len(skipped), skipped, timer.timings, stats)
-    (output / "summary.json").write_text(json.dumps(result.summary(), indent=2))
+    tmp = output / "summary.json.tmp"
+    tmp.write_text(json.dumps(result.summary(), indent=2, default=str))
+    tmp.replace(output / "summary.json")
     return result
 
 
