@@ -42,7 +42,7 @@ def verified_pairs(database: Path, min_inliers: int) -> set[tuple[str, str]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "recall")
+    ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmark" / "lightsfm")  # reuses the benchmark run
     ap.add_argument("--topk", type=int, nargs="+", default=[3, 5, 10])
     ap.add_argument("--min-inliers", type=int, default=50)
     args = ap.parse_args()
