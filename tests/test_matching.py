@@ -6,6 +6,7 @@ import h5py
 import pytest
 
 from conftest import FOUNTAIN, TEMPLE
+from lightsfm import matching
 from lightsfm.features import aliked
 from lightsfm.io import pair_to_key
 from lightsfm.matching import lightglue
@@ -29,7 +30,7 @@ def feats(tmp_path_factory):
 def test_overlapping_pair_has_more_matches(feats):
     out, fpath = feats
     pairs = [("templeSR0001.png", "templeSR0002.png"), ("0000.jpg", "templeSR0001.png")]
-    mpath = lightglue.main(pairs, fpath, out)
+    mpath = matching.main(pairs, fpath, out)
     with h5py.File(mpath) as f:
         good = (f[pair_to_key(*pairs[0])]["matches0"][()] > -1).sum()
         bad = (f[pair_to_key(*pairs[1])]["matches0"][()] > -1).sum()
@@ -40,11 +41,11 @@ def test_overlapping_pair_has_more_matches(feats):
 def test_finished_pairs_are_skipped(feats, monkeypatch):
     out, fpath = feats
     pairs = [("templeSR0001.png", "templeSR0002.png")]
-    lightglue.main(pairs, fpath, out)
+    matching.main(pairs, fpath, out)
 
     def refuse(*a, **k):
         raise AssertionError("LightGlue was loaded although the pair was done")
 
     monkeypatch.setattr(lightglue, "LightGlueMatcher", refuse)
     # also in the other order
-    lightglue.main([("templeSR0002.png", "templeSR0001.png")], fpath, out)
+    matching.main([("templeSR0002.png", "templeSR0001.png")], fpath, out)

@@ -43,6 +43,9 @@ SimTh = Annotated[float | None, typer.Option("--similarity-threshold", help="ret
 GlobalDesc = Annotated[str | None, typer.Option("--global-descriptor", help="retrieval: auto, dinov2 or vlad.")]
 DinoModel = Annotated[str | None, typer.Option("--dinov2-model", help="vits14 or vitb14.")]
 DinoWeights = Annotated[Path | None, typer.Option("--dinov2-weights", help="Official DINOv2 checkpoint (.pth).")]
+MatcherOpt = Annotated[
+    str | None, typer.Option("--matcher", help="lightglue (default) or mnn (mutual nearest neighbours).")
+]
 DepthConf = Annotated[float | None, typer.Option("--depth-confidence", help="LightGlue early stop (-1 off).")]
 WidthConf = Annotated[float | None, typer.Option("--width-confidence", help="LightGlue pruning (-1 off).")]
 Verifier = Annotated[str | None, typer.Option("--verifier", help="RANSAC: magsac (OpenCV) or colmap.")]
@@ -127,6 +130,7 @@ def reconstruct(
     global_descriptor: GlobalDesc = None,
     dinov2_model: DinoModel = None,
     dinov2_weights: DinoWeights = None,
+    matcher: MatcherOpt = None,
     depth_confidence: DepthConf = None,
     width_confidence: WidthConf = None,
     verifier: Verifier = None,
@@ -165,7 +169,7 @@ def reconstruct(
             "dinov2_model": dinov2_model,
             "dinov2_weights": str(dinov2_weights) if dinov2_weights else None,
         },
-        matching={"depth_confidence": depth_confidence, "width_confidence": width_confidence},
+        matching={"model": matcher, "depth_confidence": depth_confidence, "width_confidence": width_confidence},
         verify={
             "method": verifier,
             "threshold": ransac_threshold,
@@ -290,21 +294,23 @@ def match(
     preset: Preset = "default",
     config_file: ConfigFile = None,
     device: Device = None,
+    matcher: MatcherOpt = None,
     depth_confidence: DepthConf = None,
     width_confidence: WidthConf = None,
     verbose: Verbose = False,
 ) -> None:
-    """LightGlue matches of the listed pairs → OUT/matches-<features>-lightglue.h5."""
-    from .matching import lightglue
+    """Matches of the listed pairs (LightGlue, or --matcher mnn) → OUT/matches-<features>-<matcher>.h5."""
+    from . import matching
     from .pairs import read_pairs
 
     overrides = _overrides(
-        matching={"depth_confidence": depth_confidence, "width_confidence": width_confidence}, device={"device": device}
+        matching={"model": matcher, "depth_confidence": depth_confidence, "width_confidence": width_confidence},
+        device={"device": device},
     )
 
     def body() -> None:
         conf = _conf(preset, config_file, overrides)
-        path = lightglue.main(read_pairs(pairs_file), features, output, conf["matching"], conf["device"])
+        path = matching.main(read_pairs(pairs_file), features, output, conf["matching"], conf["device"])
         typer.echo(str(path))
 
     _run(body, verbose)

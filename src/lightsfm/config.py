@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from . import mapping, pairs, verify
+from . import mapping, matching, pairs, verify
 from .errors import LightsfmError
 from .features import aliked
 from .matching import lightglue
@@ -20,7 +20,7 @@ def defaults() -> dict[str, Any]:
             "device": "cpu",
             "pairs": pairs.default_conf,
             "features": aliked.default_conf,
-            "matching": lightglue.default_conf,
+            "matching": matching.default_conf,
             "verify": verify.default_conf,
             "mapping": mapping.default_conf,
         }

@@ -17,11 +17,10 @@ from typing import Any
 
 import pycolmap
 
-from . import colmap, config, mapping, pairs, verify
+from . import colmap, config, mapping, matching, pairs, verify
 from .errors import LightsfmError
 from .features import aliked
 from .images import list_images, read_infos
-from .matching import lightglue
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +99,7 @@ def reconstruct(
     with timer("pairs"):
         pair_file, pair_list = pairs.main(names, output, conf["pairs"], image_dir, feature_file, device)
     with timer("match"):
-        match_file = lightglue.main(pair_list, feature_file, output, conf["matching"], device)
+        match_file = matching.main(pair_list, feature_file, output, conf["matching"], device)
 
     # Verification and mapping are cheap to redo but not per item: skip them when
     # nothing they read changed since they last finished.

@@ -32,6 +32,7 @@ default_conf: dict[str, Any] = {
     "confidence": 0.9999,
     "max_iterations": 10000,
     "min_inliers": 15,
+    "min_match_score": 0.0,  # drop matches the matcher was less sure of before RANSAC
     "camera_mode": "auto",  # auto | single | per-image
     "camera_model": "auto",  # auto (radial with EXIF, pinhole without) or a COLMAP model name
 }
@@ -44,9 +45,12 @@ def ransac_fundamental(
     if len(p0) < 8:
         return None, np.zeros(len(p0), bool)
     cv2.setRNGSeed(0)  # same inputs, same inliers
-    F, mask = cv2.findFundamentalMat(
-        p0.astype(np.float64), p1.astype(np.float64), cv2.USAC_MAGSAC, threshold, confidence, max_iterations
-    )
+    try:
+        F, mask = cv2.findFundamentalMat(
+            p0.astype(np.float64), p1.astype(np.float64), cv2.USAC_MAGSAC, threshold, confidence, max_iterations
+        )
+    except cv2.error:  # degenerate samples (e.g. all points on a line) make USAC assert
+        return None, np.zeros(len(p0), bool)
     if F is None or F.shape != (3, 3):
         return None, np.zeros(len(p0), bool)
     return F, mask.ravel().astype(bool)
@@ -87,7 +91,7 @@ def main(
                 if key not in fm:
                     continue
             m0 = fm[key]["matches0"][()]
-            valid = m0 > -1
+            valid = (m0 > -1) & (fm[key]["scores0"][()] >= conf["min_match_score"])
             matches = np.stack([np.nonzero(valid)[0], m0[valid]], 1)
             if swap:
                 matches = matches[:, ::-1]
