@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import h5py
+import numpy as np
 import pytest
 
 from conftest import FOUNTAIN, TEMPLE
@@ -49,3 +50,16 @@ def test_finished_pairs_are_skipped(feats, monkeypatch):
     monkeypatch.setattr(lightglue, "LightGlueMatcher", refuse)
     # also in the other order
     matching.main([("templeSR0002.png", "templeSR0001.png")], fpath, out)
+
+
+def test_mutual_nn_matcher_plugs_in(feats):
+    out, fpath = feats
+    pairs = [("templeSR0001.png", "templeSR0002.png"), ("0000.jpg", "templeSR0001.png")]
+    mpath = matching.main(pairs, fpath, out, {"model": "mnn"})
+    assert mpath.name.endswith("-mnn.h5")
+    with h5py.File(mpath) as f:
+        m_good = f[pair_to_key(*pairs[0])]["matches0"][()]
+        m_bad = f[pair_to_key(*pairs[1])]["matches0"][()]
+    assert (m_good > -1).sum() > 3 * (m_bad > -1).sum()
+    valid = m_good[m_good > -1]
+    assert len(np.unique(valid)) == len(valid)  # mutual: each keypoint of image 1 used once

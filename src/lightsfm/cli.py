@@ -95,6 +95,8 @@ def _run(fn, verbose: bool) -> Any:
     _setup_logging(verbose)
     try:
         return fn()
+    except typer.Exit:
+        raise
     except LightsfmError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None

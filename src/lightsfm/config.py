@@ -11,7 +11,6 @@ from typing import Any
 from . import mapping, matching, pairs, verify
 from .errors import LightsfmError
 from .features import aliked
-from .matching import lightglue
 
 
 def defaults() -> dict[str, Any]:
@@ -29,11 +28,10 @@ def defaults() -> dict[str, Any]:
 
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
-    "fast": {
-        "features": aliked.confs["aliked-n16-fast"],
-        "matching": lightglue.confs["lightglue-fast"],
-        "pairs": {"exhaustive_max": 12, "topk": 6},
-    },
+    # ALIKED + mutual nearest neighbours: measured ~6.6× faster than LightGlue on ../shared/data
+    # (39.8 s vs 261.9 s for the five scenes) at a lower mean mAA (0.557 vs 0.599); see README.
+    "fast": {"matching": {"model": "mnn"}},
+    # More keypoints at a larger size: slower (LightGlue grows with the square of the keypoints).
     "accurate": {
         "features": aliked.confs["aliked-n16-accurate"],
         "pairs": {"exhaustive_max": 40, "topk": 20},

@@ -80,6 +80,8 @@ def reconstruct(
     conf = config.merge(config.defaults(), conf or {})
     image_dir, output = Path(image_dir), Path(output)
     output.mkdir(parents=True, exist_ok=True)
+    for stale in output.glob("*.tmp"):  # left by a killed run; the files they were to replace are intact
+        stale.unlink()
     timer = _Timer()
     device = conf["device"]
 
