@@ -35,6 +35,7 @@ Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs and f
 Model = Annotated[str | None, typer.Option("--model", help="ALIKED variant: aliked-n16, -n16rot, -n32, -t16.")]
 MaxKp = Annotated[int | None, typer.Option("--max-keypoints", help="Keypoints per image (ALIKED).")]
 ResizeMax = Annotated[int | None, typer.Option("--resize-max", help="Long side (px) features are extracted at.")]
+Upright = Annotated[bool | None, typer.Option("--upright/--no-upright", help="Detect photos turned by 90°/180°/270°.")]
 DetTh = Annotated[float | None, typer.Option("--detection-threshold", help="ALIKED score threshold.")]
 Strategy = Annotated[str | None, typer.Option("--pairing", help="exhaustive, retrieval or auto.")]
 ExhMax = Annotated[int | None, typer.Option("--exhaustive-max", help="auto: exhaustive up to this many images.")]
@@ -125,6 +126,7 @@ def reconstruct(
     max_keypoints: MaxKp = None,
     resize_max: ResizeMax = None,
     detection_threshold: DetTh = None,
+    upright: Upright = None,
     pairing: Strategy = None,
     exhaustive_max: ExhMax = None,
     topk: TopK = None,
@@ -161,6 +163,7 @@ def reconstruct(
             "max_keypoints": max_keypoints,
             "resize_max": resize_max,
             "detection_threshold": detection_threshold,
+            "upright": upright,
         },
         pairs={
             "strategy": pairing,
@@ -218,6 +221,7 @@ def extract(
     max_keypoints: MaxKp = None,
     resize_max: ResizeMax = None,
     detection_threshold: DetTh = None,
+    upright: Upright = None,
     verbose: Verbose = False,
 ) -> None:
     """ALIKED keypoints and descriptors → OUT/features-<settings>.h5."""
@@ -230,6 +234,7 @@ def extract(
             "max_keypoints": max_keypoints,
             "resize_max": resize_max,
             "detection_threshold": detection_threshold,
+            "upright": upright,
         },
         device={"device": device},
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,12 @@ import torch
 from kornia.feature import ALIKED
 from tqdm import tqdm
 
+from ..device import set_threads
 from ..errors import ImageError
 from ..images import load_image
 from ..io import H5Appender, h5_conf, h5_keys, name_to_key
 from ..weights import load_weights
+from . import orientation
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ default_conf: dict[str, Any] = {
     "detection_threshold": 0.01,
     "nms_radius": 2,
     "resize_max": 1024,
+    "upright": False,  # detect photos turned by 90°/180°/270° and extract them upright
     "weights": None,  # a .pth file instead of the packaged one
 }
 
@@ -47,16 +49,12 @@ confs: dict[str, dict[str, Any]] = {
 def conf_tag(conf: dict[str, Any]) -> str:
     """The part of file names that tells which settings produced a features file."""
     c = {**default_conf, **conf}
-    return f"{c['model']}-k{c['max_keypoints']}-r{c['resize_max']}-t{c['detection_threshold']:g}"
+    up = "-upright" if c["upright"] else ""
+    return f"{c['model']}-k{c['max_keypoints']}-r{c['resize_max']}-t{c['detection_threshold']:g}{up}"
 
 
 def feature_path(output: Path, conf: dict[str, Any]) -> Path:
     return Path(output) / f"features-{conf_tag(conf)}.h5"
-
-
-def set_threads() -> None:
-    """Use every core: torch defaults to the physical count, which can be lower."""
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
 
 
 class AlikedExtractor:
@@ -111,6 +109,7 @@ def main(
     if not todo:
         return path, failed
     set_threads()
+    rotations = orientation.detect(image_dir, names, AlikedExtractor, device) if conf["upright"] else {}
     extractor = AlikedExtractor(conf, device)
     with H5Appender(path, conf_str) as out:
         for name in tqdm(todo, desc="extract", unit="img"):
@@ -120,10 +119,12 @@ def main(
                 failed[name] = e.reason
                 logger.warning("skipping %s", e)
                 continue
-            pred = extractor(rgb)
+            k = rotations.get(name, 0)
+            pred = extractor(np.ascontiguousarray(np.rot90(rgb, k)))
             scale = max(w, h) / max(rgb.shape[:2])
+            kpts = orientation.rotate_back(pred["keypoints"], k, rgb.shape[1], rgb.shape[0])
             # pixel centres: (x + 0.5) * s - 0.5 maps the resized grid onto the original one
-            kpts = (pred["keypoints"] + 0.5) * scale - 0.5
+            kpts = (kpts + 0.5) * scale - 0.5
             out.add(
                 name_to_key(name),
                 {
@@ -132,6 +133,7 @@ def main(
                     "descriptors": pred["descriptors"].astype(np.float16),
                     "image_size": np.array([w, h], dtype=np.int32),
                     "scale": float(scale),
+                    "rotation": 90 * k,  # degrees counter-clockwise the image was turned for extraction
                 },
             )
     return path, failed

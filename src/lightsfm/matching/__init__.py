@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from ..features.aliked import set_threads
+from ..device import set_threads
 from ..io import H5Appender, h5_conf, h5_keys, name_to_key, pair_to_key
 from . import lightglue, nearest_neighbor
 

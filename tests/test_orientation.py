@@ -1,0 +1,42 @@
+"""Turned photos: keypoints found on the upright copy map back to the stored image; the turn is found."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import DEMO
+from lightsfm.features import aliked, orientation
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3])
+def test_rotate_back_lands_on_the_same_pixel(k):
+    rng = np.random.default_rng(k)
+    img = rng.integers(0, 255, (7, 11))
+    turned = np.rot90(img, k)
+    ys, xs = np.mgrid[0 : turned.shape[0], 0 : turned.shape[1]]
+    pts = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float32)
+    back = np.round(orientation.rotate_back(pts, k, img.shape[1], img.shape[0])).astype(int)
+    assert np.array_equal(img[back[:, 1], back[:, 0]], turned[ys.ravel(), xs.ravel()])
+
+
+def test_turned_photo_is_detected_and_extracted_upright(tmp_path):
+    names = ["100_7100.JPG", "100_7101.JPG", "100_7102.JPG", "100_7103.JPG"]
+    for n in names[:3]:
+        (tmp_path / n).symlink_to(DEMO / n)
+    # a copy turned a quarter clockwise, with no EXIF to say so
+    Image.open(DEMO / names[3]).rotate(-90, expand=True).save(tmp_path / "turned.jpg")
+    found = orientation.detect(tmp_path, [*names[:3], "turned.jpg"], aliked.AlikedExtractor)
+    assert found == {names[0]: 0, names[1]: 0, names[2]: 0, "turned.jpg": 1}
+    conf = {"max_keypoints": 256, "resize_max": 480, "upright": True}
+    path, _ = aliked.main(tmp_path, [*names[:3], "turned.jpg"], tmp_path, conf)
+    with h5py.File(path) as f:
+        assert f[names[0]].attrs["rotation"] == 0
+        g = f["turned.jpg"]
+        assert g.attrs["rotation"] == 90
+        w, h = g["image_size"][()]
+        k = g["keypoints"][()]
+        assert (w, h) == (1202, 1600)  # the stored (turned) frame
+        assert k[:, 0].max() < w and k[:, 1].max() < h and k.min() >= -0.5
