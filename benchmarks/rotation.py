@@ -87,7 +87,8 @@ def main() -> None:
             if upright:
                 with h5py.File(next(out.glob("features-*.h5"))) as f:
                     found = {q: int(f[q].attrs["rotation"]) // 90 for q in f}
-                right = sum(found.get(str(Path(n).with_suffix(".png")), 0) == turns.get(n, 0) for n in names)
+                # the image was turned t quarters; k more quarters make it upright again
+                right = sum(found.get(str(Path(n).with_suffix(".png")), 0) == -turns.get(n, 0) % 4 for n in names)
                 line += f" | {right:>2d}/{len(names)}"
         print(line, flush=True)
 
