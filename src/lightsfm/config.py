@@ -28,8 +28,8 @@ def defaults() -> dict[str, Any]:
 
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
-    # ALIKED + mutual nearest neighbours: measured ~6.6× faster than LightGlue on ../shared/data
-    # (39.8 s vs 261.9 s for the five scenes) at a lower mean mAA (0.557 vs 0.599); see README.
+    # ALIKED + mutual nearest neighbours: ~6.5× faster than LightGlue on ../shared/data
+    # (40.2 s vs 261.9 s for the five scenes) at a lower mean mAA (0.557 vs 0.599); see README.
     "fast": {"matching": {"model": "mnn"}},
     # More keypoints at a larger size: slower (LightGlue grows with the square of the keypoints).
     "accurate": {
