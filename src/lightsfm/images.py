@@ -6,6 +6,7 @@ full resolution; stages that work on a resized copy scale back before writing.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import warnings
 from dataclasses import dataclass
@@ -19,6 +20,24 @@ from .errors import ImageError, LightsfmError
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+# Photo formats people have but we cannot decode: listed so that they are reported, not ignored.
+UNSUPPORTED_EXTENSIONS = {
+    ".heic",
+    ".heif",
+    ".avif",
+    ".jxl",
+    ".cr2",
+    ".cr3",
+    ".nef",
+    ".arw",
+    ".dng",
+    ".raw",
+    ".orf",
+    ".rw2",
+    ".gif",
+    ".psd",
+    ".svg",
+}
 MIN_SIDE = 64  # below this no detector finds usable keypoints
 Image.MAX_IMAGE_PIXELS = 400_000_000  # large photos are fine; we downscale while decoding
 
@@ -48,18 +67,24 @@ class ImageInfo:
 
 
 def list_images(image_dir: Path) -> list[str]:
-    """Image names (relative, sorted) found recursively under ``image_dir``."""
+    """Image names (relative, sorted) found recursively under ``image_dir``.
+
+    Files in photo formats we cannot read (HEIC, RAW, …) and broken links are listed too,
+    so that reading them reports why they were skipped instead of ignoring them.
+    """
     image_dir = Path(image_dir)
     if not image_dir.is_dir():
         raise LightsfmError(f"{image_dir}: not a folder of images")
+    wanted = IMAGE_EXTENSIONS | UNSUPPORTED_EXTENSIONS
     names = sorted(
         p.relative_to(image_dir).as_posix()
         for p in image_dir.rglob("*")
-        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+        if p.suffix.lower() in wanted and (p.is_file() or p.is_symlink())
     )
-    if not names:
+    if not any(Path(n).suffix.lower() in IMAGE_EXTENSIONS for n in names):
         exts = ", ".join(sorted(IMAGE_EXTENSIONS))
-        raise LightsfmError(f"{image_dir}: no images found (looked for {exts})")
+        found = f"; {len(names)} file(s) in formats it cannot read" if names else ""
+        raise LightsfmError(f"{image_dir}: no images found (looked for {exts}{found})")
     return names
 
 
@@ -100,6 +125,8 @@ def _exif_focal_px(exif: Image.Exif, width: int, height: int) -> tuple[float | N
 def read_info(image_dir: Path, name: str) -> ImageInfo:
     """Size, camera identity and focal prior of one image; raises ImageError when unusable."""
     path = Path(image_dir) / name
+    if path.suffix.lower() in UNSUPPORTED_EXTENSIONS:
+        raise ImageError(path, f"unsupported format ({path.suffix}); convert it to JPEG or PNG")
     im = _open(path)
     with im:
         w, h = im.size
@@ -156,11 +183,20 @@ def load_image(path: Path, max_size: int | None = None) -> tuple[np.ndarray, tup
 
 
 def read_infos(image_dir: Path, names: list[str]) -> tuple[list[ImageInfo], dict[str, str]]:
-    """Infos of the usable images and, for the others, the reason each was skipped."""
+    """Infos of the usable images and, for the others, the reason each was skipped.
+
+    A file identical to an earlier one is skipped: two cameras at one pose break mapping.
+    """
     infos, skipped = [], {}
+    seen: dict[str, str] = {}
     for name in names:
         try:
-            infos.append(read_info(image_dir, name))
+            info = read_info(image_dir, name)
+            digest = hashlib.sha1((Path(image_dir) / name).read_bytes()).hexdigest()
+            if digest in seen:
+                raise ImageError(Path(image_dir) / name, f"duplicate of {seen[digest]}")
+            seen[digest] = name
+            infos.append(info)
         except ImageError as e:
             skipped[name] = e.reason
             logger.warning("skipping %s", e)
