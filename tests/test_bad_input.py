@@ -113,6 +113,9 @@ def test_messy_folder(tmp_path):
     assert len(models) == 2, summary  # the temple and the fountain are not one scene
     assert sorted(m["registered"] for m in models)[0] >= 3 and max(m["registered"] for m in models) >= 6
     assert "model sparse/1" in r.stdout
+    # valid but useless photos are named as unregistered
+    assert {"black.png", "huge.jpg"} <= set(summary["unregistered"])
+    assert "not registered black.png" in r.stdout
 
 
 def test_too_few_images(tmp_path):

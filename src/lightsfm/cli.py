@@ -204,7 +204,7 @@ def reconstruct(
             typer.echo(f"report: {report_stage.main(output)}")
         if not result.models:
             raise typer.Exit(1)
-        if result.skipped or result.models[0].num_reg_images() < result.num_images:
+        if result.skipped or result.unregistered():
             raise typer.Exit(EXIT_PARTIAL)
 
     _run(body, verbose)

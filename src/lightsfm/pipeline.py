@@ -36,10 +36,16 @@ class Result:
     timings: dict[str, float] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
 
+    def unregistered(self) -> list[str]:
+        """Usable images that no model registered."""
+        posed = {im.name for m in self.models for im in m.images.values() if im.has_pose}
+        return [n for n in self.stats.get("image_names", []) if n not in posed]
+
     def summary(self) -> dict[str, Any]:
         return {
             "images": self.num_images,
             "skipped": self.skipped,
+            "unregistered": self.unregistered(),
             "models": [colmap.summary(m) for m in self.models],
             "timings_s": {k: round(v, 2) for k, v in self.timings.items()},
             **self.stats,
@@ -142,6 +148,8 @@ def format_summary(result: Result) -> str:
     lines = [f"images: {s['images']} ({len(s['skipped'])} skipped)"]
     for name, reason in s["skipped"].items():
         lines.append(f"  skipped {name}: {reason}")
+    for name in s["unregistered"]:
+        lines.append(f"  not registered {name}: too few verified matches with the registered images")
     lines.append(f"pairs matched: {s['pairs']}, verified: {s.get('verified_pairs', '?')}")
     if not s["models"]:
         lines.append("no model could be built (too few verified matches between the images)")
