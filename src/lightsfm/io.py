@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import quote, unquote
 
@@ -108,15 +107,3 @@ class H5Appender:
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
         self._pending.clear()
-
-
-def read_groups(path: Path, keys: Iterable[str]) -> dict[str, dict[str, np.ndarray]]:
-    """Reads the datasets and attributes of several groups in one open."""
-    out: dict[str, dict[str, np.ndarray]] = {}
-    with h5py.File(path, "r") as f:
-        for key in keys:
-            grp = f[key]
-            d: dict = {k: grp[k][()] for k in grp.keys()}
-            d.update(grp.attrs.items())
-            out[key] = d
-    return out

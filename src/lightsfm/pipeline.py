@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,8 +20,6 @@ from . import colmap, config, mapping, matching, pairs, verify
 from .errors import LightsfmError
 from .features import aliked
 from .images import list_images, read_infos
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass

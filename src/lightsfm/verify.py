@@ -9,7 +9,6 @@ it is rebuilt from features.h5 and matches.h5 on every run, written beside and r
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,6 @@ from tqdm import tqdm
 from . import colmap
 from .images import ImageInfo
 from .io import name_to_key, pair_to_key
-
-logger = logging.getLogger(__name__)
 
 default_conf: dict[str, Any] = {
     "method": "magsac",  # magsac | colmap

@@ -6,14 +6,11 @@ Strategies: ``exhaustive`` (every pair), ``retrieval`` (global descriptors, see
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
 from ..io import atomic_write_text
 from . import exhaustive, retrieval
-
-logger = logging.getLogger(__name__)
 
 default_conf: dict[str, Any] = {
     "strategy": "auto",  # exhaustive | retrieval | auto
