@@ -78,16 +78,49 @@ def _setup_logging(verbose: bool) -> None:
     pycolmap.logging.minloglevel = 0 if verbose else 2  # COLMAP's own INFO lines only with -v
 
 
-def _overrides(**sections: dict[str, Any]) -> dict[str, Any]:
-    """Nested settings from flag values, leaving out flags that were not given."""
+# Which setting each command-line flag sets: (section, key), or (key,) at the top level.
+FLAGS: dict[str, tuple[str, ...]] = {
+    "device": ("device",),
+    "model": ("features", "model"),
+    "max_keypoints": ("features", "max_keypoints"),
+    "resize_max": ("features", "resize_max"),
+    "detection_threshold": ("features", "detection_threshold"),
+    "upright": ("features", "upright"),
+    "pairing": ("pairs", "strategy"),
+    "exhaustive_max": ("pairs", "exhaustive_max"),
+    "topk": ("pairs", "topk"),
+    "similarity_threshold": ("pairs", "similarity_threshold"),
+    "global_descriptor": ("pairs", "global_descriptor"),
+    "dinov2_model": ("pairs", "dinov2_model"),
+    "dinov2_weights": ("pairs", "dinov2_weights"),
+    "matcher": ("matching", "model"),
+    "depth_confidence": ("matching", "depth_confidence"),
+    "width_confidence": ("matching", "width_confidence"),
+    "verifier": ("verify", "method"),
+    "ransac_threshold": ("verify", "threshold"),
+    "min_inliers": ("verify", "min_inliers"),
+    "camera_mode": ("verify", "camera_mode"),
+    "camera_model": ("verify", "camera_model"),
+    "max_models": ("mapping", "max_num_models"),
+    "min_model_size": ("mapping", "min_model_size"),
+    "init_min_tri_angle": ("mapping", "init_min_tri_angle"),
+    "min_tri_angle": ("mapping", "min_tri_angle"),
+    "refine_focal": ("mapping", "refine_focal_length"),
+    "refine_principal_point": ("mapping", "refine_principal_point"),
+    "refine_distortion": ("mapping", "refine_extra_params"),
+    "seed": ("mapping", "seed"),
+}
+
+
+def _overrides(flags: dict[str, Any]) -> dict[str, Any]:
+    """Nested settings from a command's flag values (its locals()), leaving out flags not given."""
     out: dict[str, Any] = {}
-    for section, values in sections.items():
-        given = {k: v for k, v in values.items() if v is not None}
-        if section == "device":
-            if values.get("device") is not None:
-                out["device"] = values["device"]
-        elif given:
-            out[section] = given
+    for name, value in flags.items():
+        if name not in FLAGS or value is None:
+            continue
+        *section, key = FLAGS[name]
+        target = out.setdefault(section[0], {}) if section else out
+        target[key] = str(value) if isinstance(value, Path) else value
     return out
 
 
@@ -156,43 +189,7 @@ def reconstruct(
     """Photos → pairs → ALIKED → LightGlue → RANSAC → pycolmap: OUT/sparse/<k>/ and OUT/points.ply."""
     from . import pipeline
 
-    overrides = _overrides(
-        device={"device": device},
-        features={
-            "model": model,
-            "max_keypoints": max_keypoints,
-            "resize_max": resize_max,
-            "detection_threshold": detection_threshold,
-            "upright": upright,
-        },
-        pairs={
-            "strategy": pairing,
-            "exhaustive_max": exhaustive_max,
-            "topk": topk,
-            "similarity_threshold": similarity_threshold,
-            "global_descriptor": global_descriptor,
-            "dinov2_model": dinov2_model,
-            "dinov2_weights": str(dinov2_weights) if dinov2_weights else None,
-        },
-        matching={"model": matcher, "depth_confidence": depth_confidence, "width_confidence": width_confidence},
-        verify={
-            "method": verifier,
-            "threshold": ransac_threshold,
-            "min_inliers": min_inliers,
-            "camera_mode": camera_mode,
-            "camera_model": camera_model,
-        },
-        mapping={
-            "max_num_models": max_models,
-            "min_model_size": min_model_size,
-            "init_min_tri_angle": init_min_tri_angle,
-            "min_tri_angle": min_tri_angle,
-            "refine_focal_length": refine_focal,
-            "refine_principal_point": refine_principal_point,
-            "refine_extra_params": refine_distortion,
-            "seed": seed,
-        },
-    )
+    overrides = _overrides(locals())
 
     def body() -> None:
         conf = _conf(preset, config_file, overrides)
@@ -228,16 +225,7 @@ def extract(
     from .features import aliked
     from .images import list_images
 
-    overrides = _overrides(
-        features={
-            "model": model,
-            "max_keypoints": max_keypoints,
-            "resize_max": resize_max,
-            "detection_threshold": detection_threshold,
-            "upright": upright,
-        },
-        device={"device": device},
-    )
+    overrides = _overrides(locals())
 
     def body() -> None:
         conf = _conf(preset, config_file, overrides)
@@ -271,18 +259,7 @@ def pairs_cmd(
     from . import pairs
     from .images import list_images
 
-    overrides = _overrides(
-        pairs={
-            "strategy": pairing,
-            "exhaustive_max": exhaustive_max,
-            "topk": topk,
-            "similarity_threshold": similarity_threshold,
-            "global_descriptor": global_descriptor,
-            "dinov2_model": dinov2_model,
-            "dinov2_weights": str(dinov2_weights) if dinov2_weights else None,
-        },
-        device={"device": device},
-    )
+    overrides = _overrides(locals())
 
     def body() -> None:
         conf = _conf(preset, config_file, overrides)
@@ -310,10 +287,7 @@ def match(
     from . import matching
     from .pairs import read_pairs
 
-    overrides = _overrides(
-        matching={"model": matcher, "depth_confidence": depth_confidence, "width_confidence": width_confidence},
-        device={"device": device},
-    )
+    overrides = _overrides(locals())
 
     def body() -> None:
         conf = _conf(preset, config_file, overrides)
@@ -344,15 +318,7 @@ def verify(
     from .images import list_images, read_infos
     from .pairs import read_pairs
 
-    overrides = _overrides(
-        verify={
-            "method": verifier,
-            "threshold": ransac_threshold,
-            "min_inliers": min_inliers,
-            "camera_mode": camera_mode,
-            "camera_model": camera_model,
-        }
-    )
+    overrides = _overrides(locals())
 
     def body() -> None:
         conf = _conf(preset, config_file, overrides)
@@ -384,18 +350,7 @@ def map_cmd(
     """Incremental mapping of OUT/database.db → OUT/sparse/<k>/ and OUT/points.ply."""
     from . import colmap, mapping
 
-    overrides = _overrides(
-        mapping={
-            "max_num_models": max_models,
-            "min_model_size": min_model_size,
-            "init_min_tri_angle": init_min_tri_angle,
-            "min_tri_angle": min_tri_angle,
-            "refine_focal_length": refine_focal,
-            "refine_principal_point": refine_principal_point,
-            "refine_extra_params": refine_distortion,
-            "seed": seed,
-        }
-    )
+    overrides = _overrides(locals())
 
     def body() -> None:
         conf = _conf(preset, config_file, overrides)
@@ -423,8 +378,10 @@ def imc(
     """Reconstruct every scene of an IMC-layout folder → OUT/submission.csv."""
     from . import imc as imc_stage
 
+    overrides = _overrides(locals())
+
     def body() -> None:
-        conf = _conf(preset, config_file, _overrides(device={"device": device}))
+        conf = _conf(preset, config_file, overrides)
         path, runs = imc_stage.main(data, output, conf, labels, scene)
         for name, r in runs.items():
             reg = (
