@@ -36,6 +36,16 @@ def rotate_back(kpts: np.ndarray, k: int, width: int, height: int) -> np.ndarray
     return np.stack([x, y], axis=1).astype(np.float32)
 
 
+def _best_turn(name: str, turned: dict[str, list[dict]], found: dict[str, int], matcher: MutualNNMatcher) -> int:
+    """The quarter turn of ``name`` that matches the others (as currently turned) clearly best."""
+    others = [v[found[n]] for n, v in turned.items() if n != name]
+    if not others:
+        return 0
+    score = [sum(int((matcher(turned[name][k], o)["matches0"] > -1).sum()) for o in others) for k in range(4)]
+    best = int(np.argmax(score))
+    return best if best and score[best] > MARGIN * max(score[0], 1) else 0
+
+
 def detect(image_dir: Path, names: list[str], extractor_factory, device: str = "cpu") -> dict[str, int]:
     """Number of counter-clockwise quarter turns (0–3) that makes each image upright."""
     extractor = extractor_factory(CHEAP, device)
@@ -47,15 +57,12 @@ def detect(image_dir: Path, names: list[str], extractor_factory, device: str = "
         except ImageError:
             continue
         turned[name] = [extractor(np.ascontiguousarray(np.rot90(rgb, k))) for k in range(4)]
-    found = {}
-    for name, versions in turned.items():
-        others = [v[0] for n, v in turned.items() if n != name]
-        if not others:
-            found[name] = 0
-            continue
-        score = [sum(int((matcher(versions[k], o)["matches0"] > -1).sum()) for o in others) for k in range(4)]
-        best = int(np.argmax(score))
-        found[name] = best if best and score[best] > MARGIN * max(score[0], 1) else 0
-        if found[name]:
-            logger.info("%s looks turned: extracting it rotated by %d°", name, 90 * found[name])
+    # Two passes: the second compares with every other image as the first pass turned it,
+    # so that turned references stop voting for their own wrong orientation.
+    found = {name: 0 for name in turned}
+    for _ in range(2):
+        found = {name: _best_turn(name, turned, found, matcher) for name in turned}
+    for name, k in found.items():
+        if k:
+            logger.info("%s looks turned: extracting it rotated by %d°", name, 90 * k)
     return found
