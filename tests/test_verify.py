@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import pycolmap
+import pytest
 
 from lightsfm.verify import ransac_fundamental
 
@@ -32,3 +34,28 @@ def test_magsac_rejects_planted_outliers():
 def test_too_few_matches():
     F, inl = ransac_fundamental(np.zeros((5, 2)), np.zeros((5, 2)), 1.0)
     assert F is None and not inl.any()
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("method", ["magsac", "colmap"])
+def test_both_verifiers_fill_the_database(temple_run, tmp_path, method):
+    from conftest import TEMPLE
+    from lightsfm import verify
+    from lightsfm.images import list_images, read_infos
+    from lightsfm.pairs import read_pairs
+
+    out, _, _ = temple_run
+    scene = out / "middlebury" / "templeSparseRing"
+    infos, _ = read_infos(TEMPLE, list_images(TEMPLE))
+    stats = verify.main(
+        infos,
+        read_pairs(scene / "pairs-exhaustive.txt"),
+        next(scene.glob("features-*.h5")),
+        next(scene.glob("matches-*.h5")),
+        tmp_path / "db.db",
+        {"method": method},
+    )
+    assert stats["pairs"] == 120 and 25 <= stats["verified"] <= 120
+    db = pycolmap.Database.open(tmp_path / "db.db")
+    assert db.num_verified_image_pairs() == stats["verified"] and db.num_images() == 16
+    db.close()

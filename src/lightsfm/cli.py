@@ -64,6 +64,15 @@ MinTri = Annotated[float | None, typer.Option("--min-tri-angle", help="Triangula
 RefineFocal = Annotated[bool | None, typer.Option("--refine-focal/--fix-focal", help="Refine focal in BA.")]
 RefinePP = Annotated[bool | None, typer.Option("--refine-principal-point/--fix-principal-point")]
 RefineExtra = Annotated[bool | None, typer.Option("--refine-distortion/--fix-distortion")]
+NmsRadius = Annotated[int | None, typer.Option("--nms-radius", help="ALIKED non-maximum suppression radius (px).")]
+FilterTh = Annotated[float | None, typer.Option("--filter-threshold", help="LightGlue match confidence threshold.")]
+MinScore = Annotated[
+    float | None, typer.Option("--min-match-score", help="Drop matches scored below this before RANSAC.")
+]
+RansacConf = Annotated[float | None, typer.Option("--ransac-confidence", help="RANSAC confidence.")]
+RansacIters = Annotated[int | None, typer.Option("--ransac-iterations", help="RANSAC maximum iterations.")]
+InitInliers = Annotated[int | None, typer.Option("--init-min-inliers", help="Inliers the initial image pair needs.")]
+PoseInliers = Annotated[int | None, typer.Option("--abs-pose-min-inliers", help="Inliers to register an image.")]
 Seed = Annotated[int | None, typer.Option("--seed", help="Random seed of the mapper.")]
 
 
@@ -109,6 +118,13 @@ FLAGS: dict[str, tuple[str, ...]] = {
     "refine_principal_point": ("mapping", "refine_principal_point"),
     "refine_distortion": ("mapping", "refine_extra_params"),
     "seed": ("mapping", "seed"),
+    "nms_radius": ("features", "nms_radius"),
+    "filter_threshold": ("matching", "filter_threshold"),
+    "min_match_score": ("verify", "min_match_score"),
+    "ransac_confidence": ("verify", "confidence"),
+    "ransac_iterations": ("verify", "max_iterations"),
+    "init_min_inliers": ("mapping", "init_min_num_inliers"),
+    "abs_pose_min_inliers": ("mapping", "abs_pose_min_num_inliers"),
 }
 
 
@@ -182,6 +198,13 @@ def reconstruct(
     refine_focal: RefineFocal = None,
     refine_principal_point: RefinePP = None,
     refine_distortion: RefineExtra = None,
+    nms_radius: NmsRadius = None,
+    filter_threshold: FilterTh = None,
+    min_match_score: MinScore = None,
+    ransac_confidence: RansacConf = None,
+    ransac_iterations: RansacIters = None,
+    init_min_inliers: InitInliers = None,
+    abs_pose_min_inliers: PoseInliers = None,
     seed: Seed = None,
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip writing OUT/report.html.")] = False,
     verbose: Verbose = False,
