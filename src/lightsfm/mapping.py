@@ -80,11 +80,15 @@ def main(
         os.replace(sparse_tmp, output / "sparse")
         shutil.copyfile(output / "sparse" / "0" / "points.ply", output / "points.ply.tmp")
         os.replace(output / "points.ply.tmp", output / "points.ply")
+    else:
+        (output / "points.ply").unlink(missing_ok=True)  # not a previous run's cloud
     return models
 
 
 def load_models(output: Path) -> list[pycolmap.Reconstruction]:
     """The models a previous run wrote under ``output/sparse``, largest first."""
     sparse = Path(output) / "sparse"
-    dirs = sorted((d for d in sparse.iterdir() if d.is_dir()), key=lambda d: int(d.name)) if sparse.is_dir() else []
+    if not sparse.is_dir():
+        return []
+    dirs = sorted((d for d in sparse.iterdir() if d.is_dir() and d.name.isdigit()), key=lambda d: int(d.name))
     return [pycolmap.Reconstruction(d) for d in dirs]
