@@ -17,6 +17,7 @@ from typing import Any
 import cv2  # noqa: F401  (before pycolmap: see lightsfm/__init__.py)
 import numpy as np
 import pycolmap
+from tqdm import tqdm
 
 from .images import ImageInfo
 
@@ -143,7 +144,19 @@ def incremental_mapping(
     tmp = Path(output).with_name(Path(output).name + ".mapper")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    models = pycolmap.incremental_mapping(database, image_dir, tmp, options)
+    db = pycolmap.Database.open(database)
+    num_images = db.num_images()
+    db.close()
+    with tqdm(total=num_images, desc="map", unit="img") as bar:
+        # one tick per image the mapper registers (across models, so it may pass the total)
+        models = pycolmap.incremental_mapping(
+            database,
+            image_dir,
+            tmp,
+            options,
+            initial_image_pair_callback=lambda: bar.update(2),
+            next_image_callback=lambda: bar.update(1),
+        )
     shutil.rmtree(tmp, ignore_errors=True)
     return sorted(models.values(), key=lambda r: r.num_reg_images(), reverse=True)
 
