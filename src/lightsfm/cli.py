@@ -440,6 +440,68 @@ def evaluate(
 
 
 @app.command()
+def dense(
+    output: Annotated[Path, typer.Argument(help="Output folder of a run (with sparse/0).")],
+    images: Annotated[Path | None, typer.Option(help="Photo folder (default: the one the run used).")] = None,
+    preset: Preset = "default",
+    config_file: ConfigFile = None,
+    device: Device = None,
+    max_size: Annotated[int | None, typer.Option(help="Long side (px) of the depth maps.")] = None,
+    num_src: Annotated[int | None, typer.Option(help="Source views per depth map.")] = None,
+    num_depths: Annotated[int | None, typer.Option(help="Planes in the sweep.")] = None,
+    iterations: Annotated[int | None, typer.Option(help="Refinement rounds after the sweep.")] = None,
+    depth_min: Annotated[float | None, typer.Option(help="Nearest depth (default: from the sparse points).")] = None,
+    depth_max: Annotated[float | None, typer.Option(help="Farthest depth (with --depth-min).")] = None,
+    mesher: Annotated[str | None, typer.Option(help="poisson or none.")] = None,
+    backend: Annotated[str | None, typer.Option(help="torch, or colmap-cuda (pycolmap built with CUDA).")] = None,
+    model_index: Annotated[int | None, typer.Option("--model", help="Which sparse model (0: largest).")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Depth maps, fused point cloud and mesh: OUT/dense/{fused,mesh}.ply (CPU by default)."""
+    from . import dense as dense_stage
+
+    def body() -> None:
+        d: dict[str, Any] = {}
+        st: dict[str, Any] = {}
+        for key, value in (
+            ("max_image_size", max_size),
+            ("num_src", num_src),
+            ("mesher", mesher),
+            ("backend", backend),
+            ("model", model_index),
+        ):
+            if value is not None:
+                d[key] = value
+        for key, value in (("num_depths", num_depths), ("iterations", iterations)):
+            if value is not None:
+                st[key] = value
+        if (depth_min is None) != (depth_max is None):
+            raise LightsfmError("--depth-min and --depth-max go together")
+        if depth_min is not None:
+            d["depth_range"] = [depth_min, depth_max]
+        if st:
+            d["stereo"] = st
+        overrides: dict[str, Any] = {"dense": d}
+        if device is not None:
+            overrides["device"] = device
+        conf = _conf(preset, config_file, overrides)
+        summary = dense_stage.main(output, conf["dense"], conf["device"], images)
+        mesh = summary.get("mesh")
+        typer.echo(
+            f"{summary['images']} depth maps, {summary['fused_points']} fused points → {output / 'dense' / 'fused.ply'}"
+            + (
+                f"; mesh {mesh['vertices']} vertices, {mesh['faces']} faces → {output / 'dense' / 'mesh.ply'}"
+                if mesh
+                else ""
+            )
+        )
+        if not summary["fused_points"]:
+            raise LightsfmError(f"{output}: dense fusion produced no point")
+
+    _run(body, verbose)
+
+
+@app.command()
 def weights(
     check: Annotated[bool, typer.Option("--check", help="Load every packaged model once.")] = False,
     verbose: Verbose = False,

@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from . import mapping, matching, pairs, verify
+from . import dense, mapping, matching, pairs, verify
 from .errors import LightsfmError
 from .features import aliked
 
@@ -22,6 +22,7 @@ def defaults() -> dict[str, Any]:
             "matching": matching.default_conf,
             "verify": verify.default_conf,
             "mapping": mapping.default_conf,
+            "dense": dense.default_conf,
         }
     )
 

@@ -1,0 +1,326 @@
+"""Dense reconstruction on a CPU: ``OUT/sparse/0`` → ``OUT/dense/{fused,mesh}.ply``.
+
+The workspace is COLMAP's, so COLMAP tools and viewers read it as is::
+
+    dense/images/        undistorted photos (pycolmap), long side ≤ max_image_size
+    dense/sparse/        the model with PINHOLE cameras
+    dense/stereo/depth_maps/<name>.{photometric,geometric}.bin   (COLMAP format)
+    dense/stereo/normal_maps/<name>.{photometric,geometric}.bin
+    dense/fused.ply      coloured points with normals (pycolmap stereo fusion)
+    dense/mesh.ply       screened Poisson surface, trimmed where the points are sparse
+
+Depth maps come from lightsfm's PyTorch stereo (``stereo.py``; plane sweep + refinement +
+geometric consistency) or, with ``backend="colmap-cuda"`` where pycolmap was built with
+CUDA, from COLMAP's PatchMatch. Each depth map is written to a temp file and renamed, so an
+interrupted run resumes from the maps already written.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2  # noqa: F401  (before pycolmap: see STACK.md)
+import numpy as np
+import pycolmap
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from ..device import set_threads
+from ..errors import LightsfmError
+from ..io import atomic_write_text
+from . import stereo
+
+logger = logging.getLogger(__name__)
+
+default_conf: dict[str, Any] = {
+    "model": 0,  # which sparse model (0: the largest)
+    "max_image_size": 1000,  # long side of the undistorted images and depth maps
+    "num_src": 4,  # source views per reference (most shared points, triangulation angle ≥ min)
+    "min_triangulation_angle": 1.0,  # degrees, for choosing source views
+    "depth_range": None,  # [near, far] for every view; None: from the sparse points, widened
+    "backend": "torch",  # torch (any device) or colmap-cuda (pycolmap's PatchMatch, needs CUDA)
+    "stereo": stereo.default_conf,
+    "geom_min_views": 2,  # a depth must agree with this many source depth maps
+    "fusion_min_views": 3,  # a fused point needs this many agreeing pixels (views)
+    "fusion_max_normal_error": 20.0,  # degrees
+    "mesher": "poisson",  # poisson, or none
+    "poisson_depth": 10,
+    "poisson_trim": 7.0,  # drop the surface where the point density is this low
+}
+
+DEPTH_MARGIN = 1.25  # sparse points miss the nearest and farthest surfaces: widen their range
+
+
+def _workspace_state(dense: Path) -> dict[str, Any]:
+    f = dense / "state.json"
+    return json.loads(f.read_text()) if f.exists() else {}
+
+
+def _fingerprint(sparse: Path, image_dir: Path, conf: dict[str, Any]) -> str:
+    """Changes when the model or the settings that shape the depth maps change."""
+    files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sparse.iterdir() if p.is_file())
+    keys = ("max_image_size", "num_src", "min_triangulation_angle", "depth_range", "backend", "stereo")
+    return json.dumps([files, str(image_dir), {k: conf[k] for k in keys}], sort_keys=True, default=str)
+
+
+def upright_inputs(image_dir: Path, names: list[str], folder: Path) -> None:
+    """``folder/<name>`` for every name: a link to the photo, or an upright 8-bit copy when the
+    photo needs an EXIF rotation or is in a form COLMAP reads differently from lightsfm."""
+    from ..images import load_image
+
+    for name in names:
+        src, dst = Path(image_dir) / name, folder / name
+        if dst.exists() or dst.is_symlink():
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(src) as im:
+            plain = im.getexif().get(0x0112, 1) == 1 and im.mode in ("RGB", "L") and im.format in ("JPEG", "PNG")
+        if plain:
+            os.symlink(src.resolve(), dst)
+        else:
+            rgb, _ = load_image(src)
+            tmp = dst.with_name(dst.name + ".tmp" + dst.suffix)
+            Image.fromarray(rgb).save(tmp, quality=95)
+            os.replace(tmp, dst)
+
+
+def _views(dense: Path, rec: pycolmap.Reconstruction, device: str) -> dict[str, stereo.View]:
+    views = {}
+    for image in rec.images.values():
+        cam = rec.cameras[image.camera_id]
+        gray = cv2.imread(str(dense / "images" / image.name), cv2.IMREAD_GRAYSCALE)
+        if gray is None:
+            raise LightsfmError(f"{dense / 'images' / image.name}: cannot read the undistorted image")
+        p = image.cam_from_world()
+        views[image.name] = stereo.View(
+            image.name,
+            torch.tensor(cam.calibration_matrix(), dtype=torch.float32),
+            torch.tensor(p.rotation.matrix(), dtype=torch.float32),
+            torch.tensor(p.translation, dtype=torch.float32),
+            torch.from_numpy(gray).float().div(255.0),
+        ).to(device)
+    return views
+
+
+def _map_path(dense: Path, kind: str, name: str, which: str) -> Path:
+    return dense / "stereo" / f"{kind}_maps" / f"{name}.{which}.bin"
+
+
+@functools.cache
+def _normal_maps_written_interleaved() -> bool:
+    """pycolmap 4.2's NormalMap.from_array + write store the (H, W, 3) array pixel by pixel,
+    while COLMAP's fusion reads normal maps channel by channel: check which this pycolmap does."""
+    probe = np.zeros((1, 2, 3), np.float32)
+    probe[..., 1] = 1.0
+    with tempfile.TemporaryDirectory() as d:
+        pycolmap.NormalMap.from_array(probe).write(Path(d) / "n.bin")
+        data = (Path(d) / "n.bin").read_bytes()
+    floats = np.frombuffer(data[data.index(b"&", data.index(b"&", data.index(b"&") + 1) + 1) + 1 :], np.float32)
+    return bool(floats[1] == 1.0)  # interleaved: 0 1 0 0 1 0; channel by channel: 0 0 1 1 0 0
+
+
+def _normal_map(n: np.ndarray) -> pycolmap.NormalMap:
+    """A NormalMap whose file COLMAP's fusion reads as ``n`` (H, W, 3)."""
+    if _normal_maps_written_interleaved():
+        h, w, _ = n.shape
+        n = np.ascontiguousarray(n.transpose(2, 0, 1)).reshape(h, w, 3)
+    return pycolmap.NormalMap.from_array(n)
+
+
+def _write_maps(dense: Path, name: str, which: str, depth: torch.Tensor, K: torch.Tensor) -> None:
+    d = depth.cpu().numpy().astype(np.float32)
+    n = stereo.normals_from_depth(depth, K).cpu().numpy().astype(np.float32)
+    valid = d[d > 0]
+    lo, hi = (float(np.percentile(valid, 1)), float(np.percentile(valid, 99))) if valid.size else (0.0, 0.0)
+    for kind, m in (("normal", _normal_map(n)), ("depth", pycolmap.DepthMap.from_array(d, lo, hi))):
+        path = _map_path(dense, kind, name, which)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        m.write(tmp)
+        os.replace(tmp, path)  # the depth map last: its presence marks the image done
+
+
+def _read_depth(dense: Path, name: str, which: str, device: str) -> torch.Tensor:
+    dm = pycolmap.DepthMap()
+    dm.read(_map_path(dense, "depth", name, which))
+    return torch.from_numpy(np.array(dm.to_array(), dtype=np.float32)).to(device)
+
+
+def _sources(dense: Path, conf: dict[str, Any]) -> tuple[dict[str, list[str]], dict[str, tuple[float, float]]]:
+    """Source views and depth range per image, from the shared sparse points (pycolmap)."""
+    mvs = pycolmap.MVSModel()
+    mvs.read_from_colmap(str(dense))
+    overlap = mvs.get_max_overlapping_images(conf["num_src"], conf["min_triangulation_angle"])
+    ranges = mvs.compute_depth_ranges()
+    names = [mvs.get_image_name(i) for i in range(len(overlap))]
+    sources = {names[i]: [names[j] for j in srcs] for i, srcs in enumerate(overlap)}
+    if conf["depth_range"] is not None:
+        near, far = conf["depth_range"]
+        return sources, {n: (float(near), float(far)) for n in names}
+    out = {}
+    for n, (near, far) in zip(names, ranges, strict=True):
+        if near > 0 and far > near:
+            out[n] = (near / DEPTH_MARGIN, far * DEPTH_MARGIN)
+    return sources, out
+
+
+def main(output: Path, conf: dict[str, Any] | None = None, device: str = "cpu", image_dir: Path | None = None) -> dict:
+    """Dense cloud and mesh of ``output/sparse/<model>`` under ``output/dense``; returns a summary."""
+    conf = {**default_conf, **(conf or {})}
+    conf["stereo"] = {**stereo.default_conf, **conf.get("stereo", {})}
+    output = Path(output)
+    sparse = output / "sparse" / str(conf["model"])
+    if not (sparse / "images.bin").exists() and not (sparse / "images.txt").exists():
+        raise LightsfmError(f"{sparse}: no sparse model (run `lightsfm reconstruct` first)")
+    if image_dir is None:
+        summary = output / "summary.json"
+        if not summary.exists():
+            raise LightsfmError(f"{output}: no summary.json to find the photos in; pass the image folder")
+        image_dir = Path(json.loads(summary.read_text())["image_dir"])
+    image_dir = Path(image_dir)
+    set_threads()
+    timings: dict[str, float] = {}
+    dense = output / "dense"
+
+    # A workspace made from another model or other settings is thrown away, not mixed in.
+    key = _fingerprint(sparse, image_dir, conf)
+    state = _workspace_state(dense)
+    if state.get("key") != key:
+        shutil.rmtree(dense, ignore_errors=True)
+        state = {"key": key}
+    dense.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(dense / "state.json", json.dumps(state))
+
+    t = time.perf_counter()
+    rec = pycolmap.Reconstruction(sparse)
+    if not state.get("undistorted"):
+        names = [im.name for im in rec.images.values() if im.has_pose]
+        upright = dense / "inputs"
+        upright_inputs(image_dir, names, upright)
+        opts = pycolmap.UndistortCameraOptions()
+        opts.max_image_size = conf["max_image_size"]
+        pycolmap.undistort_images(dense, sparse, upright, image_names=names, undistort_options=opts)
+        shutil.rmtree(upright)
+        state["undistorted"] = True
+        atomic_write_text(dense / "state.json", json.dumps(state))
+    timings["undistort"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    udrec = pycolmap.Reconstruction(dense / "sparse")
+    sources, ranges = _sources(dense, conf)
+    names = sorted(n for n in sources if sources[n] and n in ranges)
+    no_depth = sorted(set(sources) - set(names))
+    for n in no_depth:
+        logger.warning("%s: no source view or depth range in the sparse model; no depth map", n)
+    if conf["backend"] == "colmap-cuda":
+        _colmap_patch_match(dense, conf, names)
+    elif conf["backend"] == "torch":
+        views = _views(dense, udrec, device)
+        todo = [n for n in names if not _map_path(dense, "depth", n, "photometric").exists()]
+        for n in tqdm(todo, desc="depth", unit="img"):
+            with torch.inference_mode():
+                depth, _ = stereo.estimate_depth(views[n], [views[s] for s in sources[n]], ranges[n], conf["stereo"])
+            _write_maps(dense, n, "photometric", depth, views[n].K)
+        timings["depth"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        depths = {n: _read_depth(dense, n, "photometric", device) for n in names}
+        for n in tqdm(names, desc="consistency", unit="img", leave=False):
+            if _map_path(dense, "depth", n, "geometric").exists():
+                continue
+            src = [s for s in sources[n] if s in depths]
+            with torch.inference_mode():
+                filtered, _ = stereo.geometric_filter(
+                    views[n], depths[n], [views[s] for s in src], [depths[s] for s in src], conf["geom_min_views"]
+                )
+            _write_maps(dense, n, "geometric", filtered, views[n].K)
+        timings["consistency"] = time.perf_counter() - t
+    else:
+        raise LightsfmError(f"unknown dense backend {conf['backend']!r}; one of torch, colmap-cuda")
+
+    t = time.perf_counter()
+    fused = fuse(dense, names, conf)
+    timings["fusion"] = time.perf_counter() - t
+    summary: dict[str, Any] = {"images": len(names), "no_depth_map": no_depth, "fused_points": fused}
+    if conf["mesher"] != "none" and fused > 0:
+        t = time.perf_counter()
+        summary["mesh"] = mesh(dense / "fused.ply", dense / "mesh.ply", conf)
+        timings["mesh"] = time.perf_counter() - t
+    summary["valid_depth_share"] = (
+        {n: float((_read_depth(dense, n, "geometric", "cpu") > 0).float().mean()) for n in names}
+        if conf["backend"] == "torch"
+        else {}
+    )
+    summary["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
+    summary["conf"] = conf
+    atomic_write_text(dense / "summary.json", json.dumps(summary, indent=2))
+    return summary
+
+
+def _colmap_patch_match(dense: Path, conf: dict[str, Any], names: list[str]) -> None:
+    if not pycolmap.has_cuda:
+        raise LightsfmError("backend colmap-cuda: this pycolmap was built without CUDA; use backend torch")
+    opts = pycolmap.PatchMatchOptions()
+    opts.max_image_size = conf["max_image_size"]
+    opts.window_radius = conf["stereo"]["window"] // 2
+    opts.geom_consistency = True
+    if conf["depth_range"] is not None:
+        opts.depth_min, opts.depth_max = conf["depth_range"]
+    pycolmap.patch_match_stereo(dense, options=opts)
+
+
+def fuse(dense: Path, names: list[str], conf: dict[str, Any]) -> int:
+    """pycolmap's stereo fusion of the geometric depth maps → ``dense/fused.ply``; returns its point count."""
+    atomic_write_text(dense / "stereo" / "fusion.cfg", "".join(f"{n}\n" for n in names))
+    opts = pycolmap.StereoFusionOptions()
+    opts.min_num_pixels = conf["fusion_min_views"]
+    opts.max_normal_error = conf["fusion_max_normal_error"]
+    opts.max_image_size = conf["max_image_size"]
+    tmp = dense / "fused.tmp.ply"
+    rec = pycolmap.stereo_fusion(tmp, dense, input_type="geometric", options=opts, output_type="PLY")
+    n = rec.num_points3D() if rec is not None else _ply_vertex_count(tmp)
+    for suffix in ("", ".vis"):
+        if Path(f"{tmp}{suffix}").exists():
+            os.replace(f"{tmp}{suffix}", dense / f"fused.ply{suffix}")
+    return n
+
+
+def _ply_vertex_count(path: Path) -> int:
+    with open(path, "rb") as f:
+        for line in f:
+            if line.startswith(b"element vertex"):
+                return int(line.split()[-1])
+            if line.startswith(b"end_header"):
+                break
+    return 0
+
+
+def mesh(fused: Path, out: Path, conf: dict[str, Any]) -> dict[str, int]:
+    """Screened Poisson surface of the fused points (pycolmap / PoissonRecon), trimmed."""
+    if conf["mesher"] != "poisson":
+        raise LightsfmError(f"unknown mesher {conf['mesher']!r}; one of poisson, none")
+    opts = pycolmap.PoissonMeshingOptions()
+    opts.depth = conf["poisson_depth"]
+    opts.trim = conf["poisson_trim"]
+    opts.num_threads = os.cpu_count() or 1
+    tmp = out.with_name(out.stem + ".tmp.ply")
+    pycolmap.poisson_meshing(fused, tmp, opts)
+    os.replace(tmp, out)
+    with open(out, "rb") as f:
+        counts = {}
+        for line in f:
+            if line.startswith(b"element "):
+                _, kind, n = line.split()
+                counts[kind.decode()] = int(n)
+            if line.startswith(b"end_header"):
+                break
+    return {"vertices": counts.get("vertex", 0), "faces": counts.get("face", 0)}
