@@ -92,6 +92,10 @@ def _corpus(root):
     (root / "truncated.jpg").write_bytes(data[: len(data) // 2])
     (root / "whole.jpg").unlink()
     (root / "notes.txt").write_text("not an image extension: ignored")
+    t[0].transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(root / "locked.png")
+    os.chmod(root / "locked.png", 0)
+    if os.geteuid() != 0:  # root reads it anyway: then it is just one more photo
+        bad["locked.png"] = "permission denied"
     return bad
 
 
@@ -116,6 +120,31 @@ def test_messy_folder(tmp_path):
     # valid but useless photos are named as unregistered
     assert {"black.png", "huge.jpg"} <= set(summary["unregistered"])
     assert "not registered black.png" in r.stdout
+    _write_table(images, summary, r.stderr)
+
+
+def _write_table(images, summary, stderr):
+    """What each file of the corpus produced, for the record (outputs/test-artifacts/bad-input.md)."""
+    from conftest import ROOT
+
+    rows = ["| file | outcome | message |", "|---|---|---|"]
+    for p in sorted(images.rglob("*")):
+        if p.is_dir():
+            continue
+        n = p.relative_to(images).as_posix()
+        line = next((ln for ln in stderr.splitlines() if n in ln), "")
+        if n in summary["skipped"]:
+            outcome = "skipped"
+        elif n in summary["unregistered"]:
+            outcome = "read, not registered"
+        elif n in summary["image_names"]:
+            outcome = "registered"
+        else:
+            outcome = "ignored (not an image extension)"
+        rows.append(f"| `{n}` | {outcome} | {line or '—'} |")
+    out = ROOT / "outputs" / "test-artifacts"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bad-input.md").write_text("\n".join(rows) + "\n")
 
 
 def test_too_few_images(tmp_path):

@@ -144,3 +144,20 @@ def test_colmap_cuda_backend_says_why_not(dense_run, tmp_path):
     shutil.copytree(root / "sparse", tmp_path / "sparse")
     with pytest.raises(Exception, match="without CUDA"):
         dense.main(tmp_path, {**CONF, "backend": "colmap-cuda"}, image_dir=root / "images")
+
+
+@pytest.mark.data
+def test_dense_on_a_real_run_and_its_report(temple_run, tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    out = tmp_path / "temple"
+    shutil.copytree(temple_run[0] / "middlebury" / "templeSparseRing", out)
+    res = CliRunner().invoke(app, ["dense", str(out), "--max-size", "320", "--num-depths", "48", "--mesher", "none"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "dense" / "summary.json").read_text())
+    assert summary["images"] == 16 and summary["fused_points"] > 2000
+    page = (out / "report.html").read_text()
+    assert "Dense reconstruction" in page and "Fused point cloud" in page
+    assert page.count("depth on ") == 16

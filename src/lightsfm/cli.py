@@ -497,6 +497,10 @@ def dense(
         )
         if not summary["fused_points"]:
             raise LightsfmError(f"{output}: dense fusion produced no point")
+        if (output / "report.html").exists():  # the report shows the depth maps and the cloud
+            from . import report as report_stage
+
+            typer.echo(f"report: {report_stage.main(output)}")
 
     _run(body, verbose)
 

@@ -287,21 +287,39 @@ def fuse(dense: Path, names: list[str], conf: dict[str, Any]) -> int:
     opts.max_image_size = conf["max_image_size"]
     tmp = dense / "fused.tmp.ply"
     rec = pycolmap.stereo_fusion(tmp, dense, input_type="geometric", options=opts, output_type="PLY")
-    n = rec.num_points3D() if rec is not None else _ply_vertex_count(tmp)
+    n = rec.num_points3D() if rec is not None else len(read_ply_points(tmp)[0])
     for suffix in ("", ".vis"):
         if Path(f"{tmp}{suffix}").exists():
             os.replace(f"{tmp}{suffix}", dense / f"fused.ply{suffix}")
     return n
 
 
-def _ply_vertex_count(path: Path) -> int:
+_PLY_TYPES = {"float": "f4", "float32": "f4", "double": "f8", "uchar": "u1", "uint8": "u1", "int": "i4", "uint": "u4"}
+
+
+def read_ply_points(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 3) float64 positions and (N, 3) uint8 colours (zeros if none) of a binary PLY's vertices."""
     with open(path, "rb") as f:
-        for line in f:
-            if line.startswith(b"element vertex"):
-                return int(line.split()[-1])
-            if line.startswith(b"end_header"):
+        fields, count, in_vertex = [], 0, False
+        while True:
+            line = f.readline()
+            if not line:
+                raise LightsfmError(f"{path}: not a PLY file (no end_header)")
+            words = line.split()
+            if words[:1] == [b"format"] and words[1] != b"binary_little_endian":
+                raise LightsfmError(f"{path}: only binary little-endian PLY is read here, not {words[1].decode()}")
+            if words[:1] == [b"element"]:
+                in_vertex = words[1] == b"vertex"
+                count = int(words[2]) if in_vertex else count
+            elif words[:1] == [b"property"] and in_vertex:
+                fields.append((words[2].decode(), "<" + _PLY_TYPES[words[1].decode()]))
+            elif words[:1] == [b"end_header"]:
                 break
-    return 0
+        v = np.frombuffer(f.read(count * np.dtype(fields).itemsize), dtype=fields, count=count)
+    xyz = np.stack([v["x"], v["y"], v["z"]], 1).astype(np.float64)
+    names = v.dtype.names or ()
+    rgb = np.stack([v[c] for c in ("red", "green", "blue")], 1) if "red" in names else np.zeros((count, 3), np.uint8)
+    return xyz, rgb
 
 
 def mesh(fused: Path, out: Path, conf: dict[str, Any]) -> dict[str, int]:

@@ -88,6 +88,45 @@ def _plot(fig: go.Figure, div_id: str) -> str:
     return pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id=div_id, config={"responsive": True})
 
 
+def _dense_section(output: Path, models: list, max_points: int) -> list[str]:
+    """Depth maps and the fused cloud, when ``lightsfm dense`` ran here."""
+    dense_dir = output / "dense"
+    if not (dense_dir / "summary.json").exists() or not (dense_dir / "fused.ply").exists():
+        return []
+    from ..dense import read_ply_points
+
+    summary = json.loads((dense_dir / "summary.json").read_text())
+    mesh = summary.get("mesh") or {}
+    parts = [
+        "<h2>Dense reconstruction</h2>",
+        f"<p>{summary['images']} depth maps, {summary['fused_points']} fused points"
+        + (f", mesh {mesh['vertices']} vertices / {mesh['faces']} faces (dense/mesh.ply)" if mesh else "")
+        + "; "
+        + ", ".join(f"{k}: {v:.1f} s" for k, v in summary["timings_s"].items())
+        + "</p><p class=note>undistorted image and its depth map after the consistency check "
+        "(red near, blue far, black: no depth)</p><div class=grid>",
+    ]
+    for name, share in summary.get("valid_depth_share", {}).items():
+        path = dense_dir / "stereo" / "depth_maps" / f"{name}.geometric.bin"
+        if not path.exists():
+            continue
+        dm = pycolmap.DepthMap()
+        dm.read(path)
+        uri = figures.depth_figure(dense_dir / "images" / name, np.asarray(dm.to_array()))
+        if uri:
+            parts.append(
+                f"<div class=card style='width:480px'><img style='width:480px' src='{uri}'><br>"
+                f"<b>{html.escape(name)}</b> — depth on {share * 100:.0f} % of pixels</div>"
+            )
+    parts.append("</div>")
+    xyz, rgb = read_ply_points(dense_dir / "fused.ply")
+    rec = models[summary["conf"].get("model", 0)] if models else pycolmap.Reconstruction(dense_dir / "sparse")
+    fig, note = scene.figure(rec, max_points, points=(xyz, rgb))
+    parts.append(f"<h3>Fused point cloud</h3><p class=note>{note}; dense/fused.ply</p>")
+    parts.append(_plot(fig, "dense"))
+    return parts
+
+
 def main(
     output: Path,
     pairs: list[tuple[str, str]] | None = None,
@@ -284,6 +323,8 @@ def main(
             "drag to rotate, scroll to zoom, hover a red camera centre for its image</p>"
         )
         parts.append(_plot(fig, f"model{k}"))
+
+    parts += _dense_section(output, models, max_points)
 
     page = (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>lightsfm report</title>"

@@ -73,3 +73,19 @@ def matches_figure(
         color = INLIER if inlier[i] else OUTLIER
         cv2.line(canvas, (int(x0), int(y0)), (int(x1 + off), int(y1)), color, 1, lineType=cv2.LINE_AA)
     return data_uri(canvas)
+
+
+def depth_figure(image_path: Path, depth: np.ndarray, size: int = 480) -> str | None:
+    """The undistorted image beside its depth map (turbo colours, near = red; black = no depth)."""
+    bgr = cv2.imread(str(image_path))
+    if bgr is None:
+        return None
+    valid = depth > 0
+    lo, hi = np.percentile(depth[valid], [2, 98]) if valid.any() else (0.0, 1.0)
+    norm = np.clip((depth - lo) / max(hi - lo, 1e-9), 0, 1)
+    colour = cv2.applyColorMap(((1 - norm) * 255).astype(np.uint8), cv2.COLORMAP_TURBO)
+    colour[~valid] = 0
+    both = np.hstack([bgr, colour])
+    s = size / max(bgr.shape[:2])
+    both = cv2.resize(both, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    return data_uri(cv2.cvtColor(both, cv2.COLOR_BGR2RGB))

@@ -34,15 +34,22 @@ def frustum_lines(rec: pycolmap.Reconstruction, scale: float) -> tuple[list, lis
     return xs, ys, zs, names
 
 
-def figure(rec: pycolmap.Reconstruction, max_points: int = MAX_POINTS) -> tuple[go.Figure, str]:
-    """The 3D figure of one model, and a note saying whether points were subsampled."""
-    ids = np.array(list(rec.points3D.keys()))
-    note = f"{len(ids)} points"
-    if len(ids) > max_points:
-        ids = np.random.default_rng(0).choice(ids, max_points, replace=False)
-        note = f"{max_points} of {rec.num_points3D()} points shown (random subsample for display)"
-    xyz = np.array([rec.points3D[i].xyz for i in ids]).reshape(-1, 3)
-    rgb = np.array([rec.points3D[i].color for i in ids]).reshape(-1, 3)
+def figure(
+    rec: pycolmap.Reconstruction, max_points: int = MAX_POINTS, points: tuple[np.ndarray, np.ndarray] | None = None
+) -> tuple[go.Figure, str]:
+    """The 3D figure of one model (or of ``points``, (xyz, rgb), with its cameras), and a note
+    saying whether points were subsampled."""
+    if points is None:
+        ids = np.array(list(rec.points3D.keys()))
+        xyz = np.array([rec.points3D[i].xyz for i in ids]).reshape(-1, 3)
+        rgb = np.array([rec.points3D[i].color for i in ids]).reshape(-1, 3)
+    else:
+        xyz, rgb = points
+    note = f"{len(xyz)} points"
+    if len(xyz) > max_points:
+        keep = np.random.default_rng(0).choice(len(xyz), max_points, replace=False)
+        note = f"{max_points} of {len(xyz)} points shown (random subsample for display)"
+        xyz, rgb = xyz[keep], rgb[keep]
     centers = np.array([im.projection_center() for im in rec.images.values() if im.has_pose]).reshape(-1, 3)
     # Robust scene extent for the frustum size: cameras and the bulk of the points.
     extent = np.linalg.norm(
