@@ -24,7 +24,7 @@ def features(tmp_path_factory):
 def test_shapes_and_coordinates(features):
     path, failed = features
     assert not failed
-    assert path.name == "features-aliked-n16-k512-r640-t0.01.h5"
+    assert path.name == "features-aliked-n16-k512-r640-t0.01-upright.h5"  # orientation detection is on by default
     with h5py.File(path) as f:
         for name in NAMES:
             g = f[name_to_key(name)]

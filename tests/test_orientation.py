@@ -40,3 +40,24 @@ def test_turned_photo_is_detected_and_extracted_upright(tmp_path):
         k = g["keypoints"][()]
         assert (w, h) == (1202, 1600)  # the stored (turned) frame
         assert k[:, 0].max() < w and k[:, 1].max() < h and k.min() >= -0.5
+
+
+def test_synchronise_turns_a_ring_whose_camera_flips_half_way():
+    # Middlebury-temple-like ring of 10 views: 0-5 as stored, 6-9 upside down; each view
+    # matches its ring neighbours, and across the flip only once turned by 180°.
+    names = [f"v{i}" for i in range(10)]
+    truth = {n: (2 if i >= 6 else 0) for i, n in enumerate(names)}
+    edges = {}
+    for i in range(10):
+        a, b = names[i], names[(i + 1) % 10]
+        edges[(a, b)] = ((truth[a] - truth[b]) % 4, 200)  # rot90(a, k) matches b
+    edges[("v2", "v8")] = (0, 40)  # a wrong, weaker edge (symmetric structure)
+    found = orientation.synchronise(names, edges)
+    assert found == truth
+
+
+def test_synchronise_leaves_unconnected_images_unturned():
+    found = orientation.synchronise(["a", "b", "c"], {("a", "b"): (3, 100)})
+    assert found["c"] == 0
+    assert sorted((found["a"], found["b"])) in ([0, 1], [0, 3])  # one of the two turned, consistently
+    assert (found["a"] - found["b"]) % 4 == 3

@@ -29,9 +29,8 @@ def defaults() -> dict[str, Any]:
 
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
-    # ALIKED + mutual nearest neighbours: ~6.5× faster than LightGlue on ../shared/data
-    # (40.2 s vs 261.9 s for the five scenes) at a lower mean mAA (0.557 vs 0.599); see README.
-    "fast": {"matching": {"model": "mnn"}},
+    # ALIKED (2048 keypoints) + mutual nearest neighbours instead of LightGlue: numbers in README.
+    "fast": {"matching": {"model": "mnn"}, "features": {"max_keypoints": 2048}},
     # More keypoints at a larger size: slower (LightGlue grows with the square of the keypoints).
     "accurate": {
         "features": aliked.confs["aliked-n16-accurate"],

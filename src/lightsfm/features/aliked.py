@@ -29,11 +29,15 @@ logger = logging.getLogger(__name__)
 
 default_conf: dict[str, Any] = {
     "model": "aliked-n16",
-    "max_keypoints": 2048,
+    # 1024: on ../shared/data the same mean mAA as 2048 (0.695 vs 0.699, both with upright)
+    # in about half the time, LightGlue's cost growing with the square of the keypoints.
+    "max_keypoints": 1024,
     "detection_threshold": 0.01,
     "nms_radius": 2,
     "resize_max": 1024,
-    "upright": False,  # detect photos turned by 90°/180°/270° and extract them upright
+    # Detect photos turned by 90°/180°/270° and extract them upright. On by default: the
+    # Middlebury temple ring flips its camera upside down half-way (mAA 0.48 → 0.94).
+    "upright": True,
     "weights": None,  # a .pth file instead of the packaged one
 }
 
