@@ -44,12 +44,14 @@ logger = logging.getLogger(__name__)
 default_conf: dict[str, Any] = {
     "model": 0,  # which sparse model (0: the largest)
     "max_image_size": 1000,  # long side of the undistorted images and depth maps
-    "num_src": 4,  # source views per reference (most shared points, triangulation angle ≥ min)
-    "min_triangulation_angle": 1.0,  # degrees, for choosing source views
+    "num_src": 4,  # source views per reference: the best by view_selection_scores
+    "view_selection_angle": 5.0,  # degrees: the triangulation angle source views are scored around
     "depth_range": None,  # [near, far] for every view; None: from the sparse points, widened
     "backend": "torch",  # torch (any device) or colmap-cuda (pycolmap's PatchMatch, needs CUDA)
     "stereo": stereo.default_conf,
-    "geom_min_views": 2,  # a depth must agree with this many source depth maps
+    "geom_min_views": 2,  # a depth must agree with this many source depth maps …
+    "geom_max_reprojection": 2.0,  # … sent there and back within this many pixels (COLMAP fusion's default)
+    "geom_max_relative_depth": 0.01,  # … and this relative depth difference
     "fusion_min_views": 3,  # a fused point needs this many agreeing pixels (views)
     "fusion_max_normal_error": 20.0,  # degrees
     "mesher": "poisson",  # poisson, or none
@@ -68,7 +70,8 @@ def _workspace_state(dense: Path) -> dict[str, Any]:
 def _fingerprint(sparse: Path, image_dir: Path, conf: dict[str, Any]) -> str:
     """Changes when the model or the settings that shape the depth maps change."""
     files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sparse.iterdir() if p.is_file())
-    keys = ("max_image_size", "num_src", "min_triangulation_angle", "depth_range", "backend", "stereo")
+    keys = ("max_image_size", "num_src", "view_selection_angle", "depth_range", "backend", "stereo")
+    # (the consistency check and fusion are redone on every run: they are cheap)
     return json.dumps([files, str(image_dir), {k: conf[k] for k in keys}], sort_keys=True, default=str)
 
 
@@ -155,14 +158,44 @@ def _read_depth(dense: Path, name: str, which: str, device: str) -> torch.Tensor
     return torch.from_numpy(np.array(dm.to_array(), dtype=np.float32)).to(device)
 
 
+def view_selection_scores(rec: pycolmap.Reconstruction, theta0: float = 5.0) -> dict[tuple[str, str], float]:
+    """Score of every image pair as stereo partners, from the sparse points both see.
+
+    Each shared point adds a Gaussian of its triangulation angle θ around ``theta0``
+    (σ = 1° below, 10° above; MVSNet's view selection): pairs with many points seen at a
+    useful angle win, and views so far apart that patches no longer look alike lose.
+    """
+    centers = {i: im.projection_center() for i, im in rec.images.items() if im.has_pose}
+    scores: dict[tuple[int, int], float] = {}
+    for point in rec.points3D.values():
+        ids = sorted({el.image_id for el in point.track.elements if el.image_id in centers})
+        if len(ids) < 2:
+            continue
+        rays = np.array([centers[i] - point.xyz for i in ids])
+        rays /= np.linalg.norm(rays, axis=1, keepdims=True).clip(min=1e-12)
+        angles = np.degrees(np.arccos(np.clip(rays @ rays.T, -1.0, 1.0)))
+        sigma = np.where(angles <= theta0, 1.0, 10.0)
+        g = np.exp(-((angles - theta0) ** 2) / (2 * sigma**2))
+        for a in range(len(ids)):
+            for b in range(a + 1, len(ids)):
+                scores[(ids[a], ids[b])] = scores.get((ids[a], ids[b]), 0.0) + float(g[a, b])
+    names = {i: rec.images[i].name for i in centers}
+    return {(names[a], names[b]): v for (a, b), v in scores.items()}
+
+
 def _sources(dense: Path, conf: dict[str, Any]) -> tuple[dict[str, list[str]], dict[str, tuple[float, float]]]:
-    """Source views and depth range per image, from the shared sparse points (pycolmap)."""
+    """Source views (best view-selection scores) and depth range per image (pycolmap's MVSModel)."""
+    rec = pycolmap.Reconstruction(dense / "sparse")
+    scores = view_selection_scores(rec, conf["view_selection_angle"])
+    partners: dict[str, list[tuple[float, str]]] = {im.name: [] for im in rec.images.values() if im.has_pose}
+    for (a, b), v in scores.items():
+        partners[a].append((v, b))
+        partners[b].append((v, a))
+    sources = {n: [m for _, m in sorted(p, reverse=True)[: conf["num_src"]]] for n, p in partners.items()}
     mvs = pycolmap.MVSModel()
     mvs.read_from_colmap(str(dense))
-    overlap = mvs.get_max_overlapping_images(conf["num_src"], conf["min_triangulation_angle"])
     ranges = mvs.compute_depth_ranges()
-    names = [mvs.get_image_name(i) for i in range(len(overlap))]
-    sources = {names[i]: [names[j] for j in srcs] for i, srcs in enumerate(overlap)}
+    names = [mvs.get_image_name(i) for i in range(len(ranges))]
     if conf["depth_range"] is not None:
         near, far = conf["depth_range"]
         return sources, {n: (float(near), float(far)) for n in names}
@@ -235,12 +268,16 @@ def main(output: Path, conf: dict[str, Any] | None = None, device: str = "cpu", 
         t = time.perf_counter()
         depths = {n: _read_depth(dense, n, "photometric", device) for n in names}
         for n in tqdm(names, desc="consistency", unit="img", leave=False):
-            if _map_path(dense, "depth", n, "geometric").exists():
-                continue
             src = [s for s in sources[n] if s in depths]
             with torch.inference_mode():
                 filtered, _ = stereo.geometric_filter(
-                    views[n], depths[n], [views[s] for s in src], [depths[s] for s in src], conf["geom_min_views"]
+                    views[n],
+                    depths[n],
+                    [views[s] for s in src],
+                    [depths[s] for s in src],
+                    conf["geom_min_views"],
+                    conf["geom_max_reprojection"],
+                    conf["geom_max_relative_depth"],
                 )
             _write_maps(dense, n, "geometric", filtered, views[n].K)
         timings["consistency"] = time.perf_counter() - t
