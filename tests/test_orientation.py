@@ -28,7 +28,8 @@ def test_turned_photo_is_detected_and_extracted_upright(tmp_path):
         (tmp_path / n).symlink_to(DEMO / n)
     # a copy turned a quarter clockwise, with no EXIF to say so
     Image.open(DEMO / names[3]).rotate(-90, expand=True).save(tmp_path / "turned.jpg")
-    found = orientation.detect(tmp_path, [*names[:3], "turned.jpg"], aliked.AlikedExtractor)
+    found, overlap = orientation.detect(tmp_path, [*names[:3], "turned.jpg"], aliked.AlikedExtractor)
+    assert len(overlap) == 6 and min(overlap.values()) > 25  # four views of one facade: all pairs overlap
     assert found == {names[0]: 0, names[1]: 0, names[2]: 0, "turned.jpg": 1}
     conf = {"max_keypoints": 256, "resize_max": 480, "upright": True}
     path, _ = aliked.main(tmp_path, [*names[:3], "turned.jpg"], tmp_path, conf)

@@ -84,3 +84,13 @@ def test_dinov2_retrieval_from_hub_cache(tmp_path, monkeypatch):
     names = [f"{i}.png" for i in range(4)]
     out = retrieval.main(names, tmp_path, {"topk": 1, "similarity_threshold": 2.0}, image_dir=imgs)
     assert 2 <= len(out) <= 4 and (tmp_path / "global-dinov2-vits14.h5").exists()
+
+
+def test_prune_keeps_strong_pairs_and_each_images_best():
+    from lightsfm.pairs import prune
+
+    pairs = [("a", "b"), ("a", "c"), ("b", "c"), ("c", "d"), ("a", "d")]
+    inliers = {("a", "b"): 100, ("a", "c"): 3, ("b", "c"): 40, ("c", "d"): 2, ("a", "d"): 0}
+    # d has only weak pairs: its best one (c, d) stays so that d is not cut off
+    assert prune(pairs, inliers, min_inliers=10, keep=1) == [("a", "b"), ("b", "c"), ("c", "d")]
+    assert prune(pairs, {}, min_inliers=10, keep=1) == pairs  # no counts: nothing dropped

@@ -40,6 +40,10 @@ DetTh = Annotated[float | None, typer.Option("--detection-threshold", help="ALIK
 Strategy = Annotated[str | None, typer.Option("--pairing", help="exhaustive, retrieval or auto.")]
 ExhMax = Annotated[int | None, typer.Option("--exhaustive-max", help="auto: exhaustive up to this many images.")]
 TopK = Annotated[int | None, typer.Option("--topk", help="retrieval: at least this many neighbours per image.")]
+Prematch = Annotated[
+    int | None,
+    typer.Option(help="Skip pairs with fewer cheap inliers (found by --upright's matching); 0 keeps all."),
+]
 SimTh = Annotated[float | None, typer.Option("--similarity-threshold", help="retrieval: also pair above this.")]
 GlobalDesc = Annotated[str | None, typer.Option("--global-descriptor", help="retrieval: auto, dinov2 or vlad.")]
 DinoModel = Annotated[str | None, typer.Option("--dinov2-model", help="vits14 or vitb14.")]
@@ -98,6 +102,7 @@ FLAGS: dict[str, tuple[str, ...]] = {
     "pairing": ("pairs", "strategy"),
     "exhaustive_max": ("pairs", "exhaustive_max"),
     "topk": ("pairs", "topk"),
+    "prematch_min_inliers": ("pairs", "prematch_min_inliers"),
     "similarity_threshold": ("pairs", "similarity_threshold"),
     "global_descriptor": ("pairs", "global_descriptor"),
     "dinov2_model": ("pairs", "dinov2_model"),
@@ -179,6 +184,7 @@ def reconstruct(
     pairing: Strategy = None,
     exhaustive_max: ExhMax = None,
     topk: TopK = None,
+    prematch_min_inliers: Prematch = None,
     similarity_threshold: SimTh = None,
     global_descriptor: GlobalDesc = None,
     dinov2_model: DinoModel = None,
@@ -272,6 +278,7 @@ def pairs_cmd(
     pairing: Strategy = None,
     exhaustive_max: ExhMax = None,
     topk: TopK = None,
+    prematch_min_inliers: Prematch = None,
     similarity_threshold: SimTh = None,
     global_descriptor: GlobalDesc = None,
     dinov2_model: DinoModel = None,

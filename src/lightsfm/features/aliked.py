@@ -21,7 +21,7 @@ from tqdm import tqdm
 from ..device import set_threads
 from ..errors import ImageError
 from ..images import load_image
-from ..io import H5Appender, h5_conf, h5_keys, name_to_key
+from ..io import H5Appender, atomic_write_text, h5_conf, h5_keys, name_to_key
 from ..weights import load_weights
 from . import orientation
 
@@ -58,6 +58,11 @@ def conf_tag(conf: dict[str, Any]) -> str:
 
 def feature_path(output: Path, conf: dict[str, Any]) -> Path:
     return Path(output) / f"features-{conf_tag(conf)}.h5"
+
+
+def prematch_path(feature_file: Path) -> Path:
+    """``prematch-<tag>.json``: inliers of every pair with the cheap features of orientation detection."""
+    return Path(feature_file).with_name(Path(feature_file).name.replace("features-", "prematch-", 1)[:-3] + ".json")
 
 
 class AlikedExtractor:
@@ -112,7 +117,12 @@ def main(
     if not todo:
         return path, failed
     set_threads()
-    rotations = orientation.detect(image_dir, names, AlikedExtractor, device) if conf["upright"] else {}
+    rotations: dict[str, int] = {}
+    if conf["upright"]:
+        rotations, overlap = orientation.detect(image_dir, names, AlikedExtractor, device)
+        # kept for the pairs stage: which pairs share anything at all, found for free here
+        rows = [{"pair": [a, b], "inliers": v} for (a, b), v in overlap.items()]
+        atomic_write_text(prematch_path(path), json.dumps({"cheap": orientation.CHEAP, "pairs": rows}))
     extractor = AlikedExtractor(conf, device)
     with H5Appender(path, conf_str) as out:
         for name in tqdm(todo, desc="extract", unit="img"):

@@ -58,18 +58,28 @@ def _inliers(f0: dict, f1: dict, matcher: MutualNNMatcher) -> int:
     return int(mask.sum()) if mask is not None else 0
 
 
-def relative_turns(turned: dict[str, list[dict]], matcher: MutualNNMatcher) -> dict[tuple[str, str], tuple[int, int]]:
-    """For each pair (a, b) whose best relative turn is clear: (k, inliers) with
-    ``rot90(a, k)`` matching ``b`` as stored."""
+def relative_turns(
+    turned: dict[str, list[dict]], matcher: MutualNNMatcher
+) -> dict[tuple[str, str], tuple[int, int, int]]:
+    """For every pair (a, b): (k, inliers, second best) with ``rot90(a, k)`` matching ``b``
+    as stored best."""
     names = list(turned)
     out = {}
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
     for a, b in tqdm(pairs, desc="orientation pairs", unit="pair", leave=False):
         score = sorted(((_inliers(turned[a][k], turned[b][0], matcher), k) for k in range(4)), reverse=True)
         (best, k), (second, _) = score[0], score[1]
-        if best >= MIN_INLIERS and best > MARGIN * max(second, 1):
-            out[(a, b)] = (k, best)
+        out[(a, b)] = (k, best, second)
     return out
+
+
+def clear_turns(scores: dict[tuple[str, str], tuple[int, int, int]]) -> dict[tuple[str, str], tuple[int, int]]:
+    """The pairs whose best relative turn is clear: (k, inliers)."""
+    return {
+        p: (k, best)
+        for p, (k, best, second) in scores.items()
+        if best >= MIN_INLIERS and best > MARGIN * max(second, 1)
+    }
 
 
 def synchronise(names: list[str], edges: dict[tuple[str, str], tuple[int, int]]) -> dict[str, int]:
@@ -111,8 +121,11 @@ def synchronise(names: list[str], edges: dict[tuple[str, str], tuple[int, int]])
     return turn
 
 
-def detect(image_dir: Path, names: list[str], extractor_factory, device: str = "cpu") -> dict[str, int]:
-    """Number of counter-clockwise quarter turns (0–3) that makes each image upright."""
+def detect(
+    image_dir: Path, names: list[str], extractor_factory, device: str = "cpu"
+) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
+    """Number of counter-clockwise quarter turns (0–3) that makes each image upright, and
+    each pair's inliers at its best relative turn (a cheap guess of which pairs overlap)."""
     extractor = extractor_factory(CHEAP, device)
     matcher = MutualNNMatcher({"ratio": 0.9}, device)
     turned: dict[str, list[dict]] = {}
@@ -122,8 +135,9 @@ def detect(image_dir: Path, names: list[str], extractor_factory, device: str = "
         except ImageError:
             continue
         turned[name] = [extractor(np.ascontiguousarray(np.rot90(rgb, k))) for k in range(4)]
-    found = synchronise(list(turned), relative_turns(turned, matcher))
+    scores = relative_turns(turned, matcher)
+    found = synchronise(list(turned), clear_turns(scores))
     for name, k in found.items():
         if k:
             logger.info("%s looks turned: extracting it rotated by %d°", name, 90 * k)
-    return found
+    return found, {p: best for p, (_, best, _) in scores.items()}

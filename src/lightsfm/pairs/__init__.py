@@ -6,6 +6,7 @@ Strategies: ``exhaustive`` (every pair), ``retrieval`` (global descriptors, see
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,40 @@ from . import exhaustive, retrieval
 default_conf: dict[str, Any] = {
     "strategy": "auto",  # exhaustive | retrieval | auto
     "exhaustive_max": 20,  # auto: exhaustive up to this many images
+    # Pre-matching: drop pairs with fewer RANSAC inliers than this in the cheap matching that
+    # orientation detection already did (prematch-<tag>.json); 0 keeps every pair. Each image
+    # keeps its `prematch_keep` best partners whatever their count.
+    "prematch_min_inliers": 0,
+    "prematch_keep": 3,
     **retrieval.default_conf,
 }
+
+
+def prune(
+    pairs: list[tuple[str, str]], inliers: dict[tuple[str, str], int], min_inliers: int, keep: int
+) -> list[tuple[str, str]]:
+    """The pairs with at least ``min_inliers`` cheap inliers, plus each image's ``keep`` best."""
+
+    def count(a: str, b: str) -> int | None:
+        return inliers.get((a, b), inliers.get((b, a)))
+
+    best: dict[str, list[tuple[int, tuple[str, str]]]] = {}
+    for a, b in pairs:
+        c = count(a, b)
+        for n in (a, b):
+            best.setdefault(n, []).append((c if c is not None else 1 << 30, (a, b)))
+    kept = {p for lst in best.values() for _, p in sorted(lst, reverse=True)[:keep]}
+    return [(a, b) for a, b in pairs if (a, b) in kept or (count(a, b) is None) or count(a, b) >= min_inliers]
+
+
+def read_prematch(feature_file: Path) -> dict[tuple[str, str], int]:
+    """Cheap inlier counts written by the features stage (empty when it did not run)."""
+    from ..features.aliked import prematch_path
+
+    path = prematch_path(feature_file)
+    if not path.exists():
+        return {}
+    return {(r["pair"][0], r["pair"][1]): int(r["inliers"]) for r in json.loads(path.read_text())["pairs"]}
 
 
 def write_pairs(path: Path, pairs: list[tuple[str, str]]) -> None:
@@ -58,5 +91,10 @@ def main(
         path = Path(output) / f"pairs-{retrieval.conf_tag(conf)}.txt"
     else:
         raise ValueError(f"unknown pairing strategy {strategy!r} (exhaustive, retrieval, auto)")
+    if conf["prematch_min_inliers"] > 0 and feature_file is not None:
+        inliers = read_prematch(feature_file)
+        if inliers:
+            pairs = prune(pairs, inliers, conf["prematch_min_inliers"], conf["prematch_keep"])
+            path = path.with_name(f"{path.stem}-prematch{conf['prematch_min_inliers']}.txt")
     write_pairs(path, pairs)
     return path, pairs
