@@ -37,8 +37,9 @@ def test_outputs_are_colmap_models(temple_run):
     colors = np.array([p.color for p in rec.points3D.values()])
     assert colors.max() > 50  # coloured from the photos, not left black
     assert (scene / "points.ply").stat().st_size > 10_000
-    assert (scene / "database.db").exists() and (scene / "pairs-exhaustive.txt").exists()
     summary = json.loads((scene / "summary.json").read_text())
+    assert (scene / "database.db").exists() and (scene / summary["files"]["pairs"]).exists()
+    assert summary["files"]["pairs"] == "pairs-exhaustive-prematch10.txt"
     assert set(summary["timings_s"]) >= {"extract", "match", "verify", "map"}
 
 
