@@ -95,3 +95,13 @@ def test_cli_errors_are_one_line(tmp_path):
     assert r.returncode == 1
     assert "1 usable image(s)" in r.stderr and "notes.jpg" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_principal_point_refined_towards_the_calibration(temple_run):
+    # Middlebury's calibration puts the temple camera's principal point at (302.3, 246.9),
+    # 19 px from the image centre the mapper starts from; the final bundle adjustment moves it.
+    out, _, _ = temple_run
+    rec = pycolmap.Reconstruction(out / "middlebury" / "templeSparseRing" / "sparse" / "0")
+    (cam,) = rec.cameras.values()
+    cx, cy = cam.principal_point_x, cam.principal_point_y
+    assert np.hypot(cx - 302.32, cy - 246.87) < 0.5 * np.hypot(320 - 302.32, 240 - 246.87), (cx, cy)

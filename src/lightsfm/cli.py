@@ -67,6 +67,13 @@ InitTri = Annotated[float | None, typer.Option("--init-min-tri-angle", help="Ini
 MinTri = Annotated[float | None, typer.Option("--min-tri-angle", help="Triangulation min angle (deg).")]
 RefineFocal = Annotated[bool | None, typer.Option("--refine-focal/--fix-focal", help="Refine focal in BA.")]
 RefinePP = Annotated[bool | None, typer.Option("--refine-principal-point/--fix-principal-point")]
+FinalPP = Annotated[
+    bool | None,
+    typer.Option(
+        "--final-principal-point/--no-final-principal-point",
+        help="A last bundle adjustment that also refines principal points (on).",
+    ),
+]
 RefineExtra = Annotated[bool | None, typer.Option("--refine-distortion/--fix-distortion")]
 NmsRadius = Annotated[int | None, typer.Option("--nms-radius", help="ALIKED non-maximum suppression radius (px).")]
 FilterTh = Annotated[float | None, typer.Option("--filter-threshold", help="LightGlue match confidence threshold.")]
@@ -121,6 +128,7 @@ FLAGS: dict[str, tuple[str, ...]] = {
     "min_tri_angle": ("mapping", "min_tri_angle"),
     "refine_focal": ("mapping", "refine_focal_length"),
     "refine_principal_point": ("mapping", "refine_principal_point"),
+    "final_principal_point": ("mapping", "final_principal_point"),
     "refine_distortion": ("mapping", "refine_extra_params"),
     "seed": ("mapping", "seed"),
     "nms_radius": ("features", "nms_radius"),
@@ -203,6 +211,7 @@ def reconstruct(
     min_tri_angle: MinTri = None,
     refine_focal: RefineFocal = None,
     refine_principal_point: RefinePP = None,
+    final_principal_point: FinalPP = None,
     refine_distortion: RefineExtra = None,
     nms_radius: NmsRadius = None,
     filter_threshold: FilterTh = None,
@@ -373,6 +382,7 @@ def map_cmd(
     min_tri_angle: MinTri = None,
     refine_focal: RefineFocal = None,
     refine_principal_point: RefinePP = None,
+    final_principal_point: FinalPP = None,
     refine_distortion: RefineExtra = None,
     seed: Seed = None,
     verbose: Verbose = False,

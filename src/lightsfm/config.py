@@ -29,7 +29,8 @@ def defaults() -> dict[str, Any]:
 
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
-    # ALIKED (2048 keypoints) + mutual nearest neighbours instead of LightGlue: numbers in README.
+    # ALIKED (2048 keypoints) + mutual nearest neighbours instead of LightGlue: mean mAA 0.815
+    # in 63.2 s vs default's 0.819 in 118.0 s on ../shared/data (README).
     "fast": {"matching": {"model": "mnn"}, "features": {"max_keypoints": 2048}},
     # More keypoints at a larger size: slower (LightGlue grows with the square of the keypoints).
     "accurate": {
