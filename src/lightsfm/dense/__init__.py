@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from ..device import set_threads
 from ..errors import LightsfmError
+from ..images import load_image
 from ..io import atomic_write_text
 from . import stereo
 
@@ -78,8 +79,6 @@ def _fingerprint(sparse: Path, image_dir: Path, conf: dict[str, Any]) -> str:
 def upright_inputs(image_dir: Path, names: list[str], folder: Path) -> None:
     """``folder/<name>`` for every name: a link to the photo, or an upright 8-bit copy when the
     photo needs an EXIF rotation or is in a form COLMAP reads differently from lightsfm."""
-    from ..images import load_image
-
     for name in names:
         src, dst = Path(image_dir) / name, folder / name
         if dst.exists() or dst.is_symlink():
