@@ -38,22 +38,7 @@ from lightsfm import evaluate as ev
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 import synthetic_scene as syn  # noqa: E402
-
-
-def parse_set(items: list[str]) -> dict:
-    out: dict = {}
-    for item in items:
-        key, _, raw = item.partition("=")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        *parents, leaf = key.split(".")
-        d = out
-        for p in parents:
-            d = d.setdefault(p, {})
-        d[leaf] = value
-    return out
+from benchmark import parse_set  # noqa: E402  (benchmarks/benchmark.py, beside this script)
 
 
 def read_depth(path: Path) -> np.ndarray:

@@ -182,9 +182,11 @@ def view_selection_scores(rec: pycolmap.Reconstruction, theta0: float = 5.0) -> 
     return {(names[a], names[b]): v for (a, b), v in scores.items()}
 
 
-def _sources(dense: Path, conf: dict[str, Any]) -> tuple[dict[str, list[str]], dict[str, tuple[float, float]]]:
-    """Source views (best view-selection scores) and depth range per image (pycolmap's MVSModel)."""
-    rec = pycolmap.Reconstruction(dense / "sparse")
+def _sources(
+    dense: Path, rec: pycolmap.Reconstruction, conf: dict[str, Any]
+) -> tuple[dict[str, list[str]], dict[str, tuple[float, float]]]:
+    """Source views (best view-selection scores) and depth range per image (pycolmap's MVSModel);
+    ``rec`` is the undistorted model of ``dense/sparse``."""
     scores = view_selection_scores(rec, conf["view_selection_angle"])
     partners: dict[str, list[tuple[float, str]]] = {im.name: [] for im in rec.images.values() if im.has_pose}
     for (a, b), v in scores.items():
@@ -233,8 +235,8 @@ def main(output: Path, conf: dict[str, Any] | None = None, device: str = "cpu", 
     atomic_write_text(dense / "state.json", json.dumps(state))
 
     t = time.perf_counter()
-    rec = pycolmap.Reconstruction(sparse)
     if not state.get("undistorted"):
+        rec = pycolmap.Reconstruction(sparse)
         names = [im.name for im in rec.images.values() if im.has_pose]
         upright = dense / "inputs"
         upright_inputs(image_dir, names, upright)
@@ -248,11 +250,12 @@ def main(output: Path, conf: dict[str, Any] | None = None, device: str = "cpu", 
 
     t = time.perf_counter()
     udrec = pycolmap.Reconstruction(dense / "sparse")
-    sources, ranges = _sources(dense, conf)
+    sources, ranges = _sources(dense, udrec, conf)
     names = sorted(n for n in sources if sources[n] and n in ranges)
     no_depth = sorted(set(sources) - set(names))
     for n in no_depth:
         logger.warning("%s: no source view or depth range in the sparse model; no depth map", n)
+    valid_share: dict[str, float] = {}  # filled by the torch backend
     if conf["backend"] == "colmap-cuda":
         _colmap_patch_match(dense, conf, names)
     elif conf["backend"] == "torch":
@@ -279,6 +282,7 @@ def main(output: Path, conf: dict[str, Any] | None = None, device: str = "cpu", 
                     conf["geom_max_relative_depth"],
                 )
             _write_maps(dense, n, "geometric", filtered, views[n].K)
+            valid_share[n] = float((filtered > 0).float().mean())
         timings["consistency"] = time.perf_counter() - t
     else:
         raise LightsfmError(f"unknown dense backend {conf['backend']!r}; one of torch, colmap-cuda")
@@ -291,11 +295,7 @@ def main(output: Path, conf: dict[str, Any] | None = None, device: str = "cpu", 
         t = time.perf_counter()
         summary["mesh"] = mesh(dense / "fused.ply", dense / "mesh.ply", conf)
         timings["mesh"] = time.perf_counter() - t
-    summary["valid_depth_share"] = (
-        {n: float((_read_depth(dense, n, "geometric", "cpu") > 0).float().mean()) for n in names}
-        if conf["backend"] == "torch"
-        else {}
-    )
+    summary["valid_depth_share"] = valid_share
     summary["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
     summary["conf"] = conf
     atomic_write_text(dense / "summary.json", json.dumps(summary, indent=2))
