@@ -28,7 +28,15 @@ def test_turned_photo_is_detected_and_extracted_upright(tmp_path):
         (tmp_path / n).symlink_to(DEMO / n)
     # a copy turned a quarter clockwise, with no EXIF to say so
     Image.open(DEMO / names[3]).rotate(-90, expand=True).save(tmp_path / "turned.jpg")
-    found, overlap = orientation.detect(tmp_path, [*names[:3], "turned.jpg"], aliked.AlikedExtractor)
+    calls = []
+
+    def counting_factory(conf, device="cpu"):
+        ex = aliked.AlikedExtractor(conf, device)
+        return lambda rgb: calls.append(rgb.shape) or ex(rgb)
+
+    found, overlap = orientation.detect(tmp_path, [*names[:3], "turned.jpg"], counting_factory)
+    # the three upright photos link up as stored: only the odd one out is described turned
+    assert len(calls) == 4 + 3
     assert len(overlap) == 6 and min(overlap.values()) > 25  # four views of one facade: all pairs overlap
     assert found == {names[0]: 0, names[1]: 0, names[2]: 0, "turned.jpg": 1}
     conf = {"max_keypoints": 256, "resize_max": 480, "upright": True}

@@ -1,9 +1,11 @@
 """Which way up is each photo? Rotations by 90° that EXIF did not record break learned matchers.
 
-Each image is described at its four in-plane rotations with a cheap ALIKED setting. For
-every pair, each quarter turn of the first image is matched (mutual nearest neighbours,
-then a fundamental-matrix RANSAC) against the second as stored: the turn with clearly the
-most inliers is the pair's relative turn. The turns are then made consistent over the
+Each image is described with a cheap ALIKED setting and every pair is matched as stored
+(mutual nearest neighbours, then a fundamental-matrix RANSAC). Pairs with many inliers
+agree on which way is up. Only the images outside the largest group so linked are also
+described at their three other quarter turns, and each turn is matched against the other
+images as stored: the turn with clearly the most inliers is the pair's relative turn. (A
+scene shot upright costs one cheap pass per image instead of four.) The turns are then made consistent over the
 whole scene (rotation synchronisation on the pair graph: a maximum spanning tree of the
 strongest pairs, then a few rounds of weighted voting), and within each connected group
 of images the global offset that leaves the most photos as stored is chosen. So a ring of
@@ -59,18 +61,39 @@ def _inliers(f0: dict, f1: dict, matcher: MutualNNMatcher) -> int:
 
 
 def relative_turns(
-    turned: dict[str, list[dict]], matcher: MutualNNMatcher
+    turned: dict[str, list[dict]], matcher: MutualNNMatcher, pairs: list[tuple[str, str]] | None = None
 ) -> dict[tuple[str, str], tuple[int, int, int]]:
     """For every pair (a, b): (k, inliers, second best) with ``rot90(a, k)`` matching ``b``
-    as stored best."""
+    as stored best. One image of each pair needs its four turns in ``turned``; the other,
+    its turn 0 at least."""
     names = list(turned)
+    if pairs is None:
+        pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
     out = {}
-    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
     for a, b in tqdm(pairs, desc="orientation pairs", unit="pair", leave=False):
-        score = sorted(((_inliers(turned[a][k], turned[b][0], matcher), k) for k in range(4)), reverse=True)
+        x, y = (a, b) if len(turned[a]) == 4 else (b, a)
+        score = sorted(((_inliers(turned[x][k], turned[y][0], matcher), k) for k in range(4)), reverse=True)
         (best, k), (second, _) = score[0], score[1]
-        out[(a, b)] = (k, best, second)
+        # rot90(b, k) matching a means rot90(a, −k) matches b
+        out[(a, b)] = (k if x == a else (-k) % 4, best, second)
     return out
+
+
+def _largest_group(names: list[str], edges: list[tuple[str, str]]) -> set[str]:
+    parent = {n: n for n in names}
+
+    def root(n: str) -> str:
+        while parent[n] != n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    for a, b in edges:
+        parent[root(a)] = root(b)
+    groups: dict[str, set[str]] = {}
+    for n in names:
+        groups.setdefault(root(n), set()).add(n)
+    return max(groups.values(), key=len) if groups else set()
 
 
 def clear_turns(scores: dict[tuple[str, str], tuple[int, int, int]]) -> dict[tuple[str, str], tuple[int, int]]:
@@ -134,9 +157,24 @@ def detect(
             rgb, _ = load_image(Path(image_dir) / name, CHEAP["resize_max"])
         except ImageError:
             continue
-        turned[name] = [extractor(np.ascontiguousarray(np.rot90(rgb, k))) for k in range(4)]
-    scores = relative_turns(turned, matcher)
-    found = synchronise(list(turned), clear_turns(scores))
+        turned[name] = [extractor(rgb)]
+    readable = list(turned)
+    pairs = [(a, b) for i, a in enumerate(readable) for b in readable[i + 1 :]]
+    upright = {
+        p: _inliers(turned[p[0]][0], turned[p[1]][0], matcher)
+        for p in tqdm(pairs, desc="orientation pairs", unit="pair", leave=False)
+    }
+    # Photos turned against each other share almost no inliers as stored (≤ 10 of the 25
+    # needed on ../shared/data), so a pair above MIN_INLIERS is one with no relative turn.
+    linked = _largest_group(readable, [p for p, v in upright.items() if v >= MIN_INLIERS])
+    scores = {p: (0, v, 0) for p, v in upright.items() if p[0] in linked and p[1] in linked}
+    rest = [n for n in readable if n not in linked]
+    if rest:
+        for name in tqdm(rest, desc="orientation (turns)", unit="img"):
+            rgb, _ = load_image(Path(image_dir) / name, CHEAP["resize_max"])
+            turned[name] += [extractor(np.ascontiguousarray(np.rot90(rgb, k))) for k in range(1, 4)]
+        scores |= relative_turns(turned, matcher, [p for p in pairs if p not in scores])
+    found = synchronise(readable, clear_turns(scores))
     for name, k in found.items():
         if k:
             logger.info("%s looks turned: extracting it rotated by %d°", name, 90 * k)
