@@ -5,9 +5,11 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from conftest import DEMO
 from lightsfm.features import aliked
+from lightsfm.images import load_image
 from lightsfm.io import name_to_key
 
 NAMES = ["100_7100.JPG", "100_7101.JPG"]
@@ -58,3 +60,23 @@ def test_bad_image_is_skipped_others_go_on(tmp_path):
     with h5py.File(path) as f:
         assert list(f.keys()) == [name_to_key(NAMES[0])]
     assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("model", ["aliked-n16", "aliked-t16"])
+def test_sparse_forward_equals_kornias(model):
+    """Our forward skips kornia's full-resolution feature map: same keypoints, same descriptors."""
+    ex = aliked.AlikedExtractor({"model": model, "max_keypoints": 512})
+    rgb, _ = load_image(DEMO / NAMES[0], 500)  # 500 × 375: padding on both axes
+    ours = ex(rgb)
+    x = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float().div(255)
+    with torch.inference_mode():
+        ref = ex.model(x)[0]
+    k_ref = ref.keypoints.numpy()
+    # the same set (ties in score may come in another order)
+    dist = np.linalg.norm(k_ref[:, None] - ours["keypoints"][None], axis=-1)
+    assert len(ours["keypoints"]) == len(k_ref) == 512
+    assert dist.min(axis=1).max() < 1e-3
+    j = dist.argmin(axis=1)
+    assert np.abs(ref.keypoint_scores.numpy() - ours["scores"][j]).max() < 1e-4
+    cos = (ref.descriptors.numpy() * ours["descriptors"][j]).sum(axis=1)
+    assert cos.min() > 0.9999
