@@ -100,7 +100,7 @@ def _features_at(levels: list[torch.Tensor], padder: InputPadder, xy: torch.Tens
     left, top = padder._pad[0], padder._pad[2]
     H, W = levels[0].shape[-2:]
     px, py = xy[:, 0] + left, xy[:, 1] + top
-    out = [levels[0][0, :, py, px].T]
+    out = [levels[0][0].permute(1, 2, 0)[py, px]]  # (P, C) rows, contiguous in channels_last
     # the upsampling (bilinear, align_corners) evaluated at the wanted pixels only
     grid = torch.stack([2 * px / (W - 1) - 1, 2 * py / (H - 1) - 1], dim=-1).to(levels[0].dtype)
     for x in levels[1:]:
@@ -135,13 +135,14 @@ def _describe(model: ALIKED, levels: list[torch.Tensor], padder: InputPadder, kp
     p0 = pos.floor()
     frac = pos - p0
     p0 = p0.long()
-    feats = 0
+    corners, weights = [], []
     for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
         c = p0 + torch.tensor([dx, dy], device=p0.device)
         inside = (c[:, 0] >= 0) & (c[:, 0] <= w - 1) & (c[:, 1] >= 0) & (c[:, 1] <= h - 1)
-        wgt = (frac[:, 0] if dx else 1 - frac[:, 0]) * (frac[:, 1] if dy else 1 - frac[:, 1]) * inside
-        c = torch.stack([c[:, 0].clamp(0, w - 1), c[:, 1].clamp(0, h - 1)], -1)
-        feats = feats + wgt[:, None] * _features_at(levels, padder, c)
+        weights.append((frac[:, 0] if dx else 1 - frac[:, 0]) * (frac[:, 1] if dy else 1 - frac[:, 1]) * inside)
+        corners.append(torch.stack([c[:, 0].clamp(0, w - 1), c[:, 1].clamp(0, h - 1)], -1))
+    values = _features_at(levels, padder, torch.cat(corners)).view(4, len(pos), -1)
+    feats = (torch.stack(weights)[..., None] * values).sum(0)
     feats = feats.reshape(n, head.n_pos, -1).permute(0, 2, 1)[..., None]  # (N, C, n_pos, 1)
     if mask_w is not None:
         feats = feats * mask_w[:, None, :, None]
