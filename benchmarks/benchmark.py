@@ -2,13 +2,17 @@
 
     python benchmarks/benchmark.py [--data ../shared/data] [--out outputs/benchmark]
                                    [--scene dataset/scene ...] [--preset default] [--set section.key=value ...]
+                                   [--before GIT-REV]
 
 For each scene both pipelines start from nothing (fresh output folders) in this one
 process: lightsfm at the chosen settings, and pycolmap's SIFT extraction (same image
 size as lightsfm), exhaustive matching with its geometric verification, and incremental
 mapping (COLMAP defaults, the same model-count limits). Both are scored with the IMC2023
 metric (lightsfm.evaluate) against train_labels.csv, with thresholds.csv when present.
-Prints one table and writes OUT/benchmark.json with the machine, versions and settings.
+With --before, lightsfm as it was at an earlier commit (its own code and defaults, from a
+git worktree, one subprocess per scene timed the same way) runs between the two.
+Prints one table and the stage times, and writes OUT/benchmark.json with the machine,
+versions and settings.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import json
 import os
 import platform
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -78,6 +84,27 @@ def run_sift(image_dir: Path, names: list[str], out: Path, conf: dict) -> tuple[
     return sorted(models.values(), key=lambda r: r.num_reg_images(), reverse=True), timings
 
 
+def worktree(rev: str) -> Path:
+    """A checkout of ``rev`` beside the outputs (git worktree), made once and reused."""
+    sha = subprocess.run(["git", "rev-parse", rev], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    path = ROOT / "outputs" / "worktrees" / sha[:12]
+    if not (path / "src").is_dir():
+        subprocess.run(["git", "worktree", "prune"], cwd=ROOT, check=True)
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(path), sha], cwd=ROOT, check=True, capture_output=True
+        )
+    return path
+
+
+def run_before(tree: Path, data: Path, key: str, out: Path) -> dict:
+    """lightsfm of an earlier commit on one scene, through that commit's own benchmark script."""
+    env = {**os.environ, "PYTHONPATH": str(tree / "src")}  # before the installed (editable) package
+    cmd = [sys.executable, str(tree / "benchmarks" / "benchmark.py"), "--no-baseline"]
+    cmd += ["--data", str(data), "--scene", key, "--out", str(out)]
+    subprocess.run(cmd, env=env, cwd=tree, check=True, capture_output=True)
+    return json.loads((out / "benchmark.json").read_text())["rows"][0]["lightsfm"]
+
+
 def score(models: list, paths: list[str], names: list[str], gt: dict, ths) -> dict:
     poses = imc.poses_from_models(models, names)
     placeholder = ev.Pose(np.eye(3), np.zeros(3))
@@ -93,6 +120,7 @@ def main() -> None:
     ap.add_argument("--preset", default="default")
     ap.add_argument("--set", action="append", default=[], help="override, e.g. verify.camera_model=PINHOLE")
     ap.add_argument("--no-baseline", action="store_true", help="only lightsfm (for quick experiments)")
+    ap.add_argument("--before", metavar="GIT-REV", help="also run lightsfm as of this commit, at its defaults")
     args = ap.parse_args()
     pycolmap.logging.minloglevel = 2
 
@@ -105,6 +133,7 @@ def main() -> None:
     if args.scene:
         scenes = {k: v for k, v in scenes.items() if f"{k[0]}/{k[1]}" in args.scene}
 
+    tree = worktree(args.before) if args.before else None
     rows = []
     for (ds, sc), paths in scenes.items():
         key = f"{ds}/{sc}"
@@ -123,6 +152,8 @@ def main() -> None:
             **score(result.models, paths, names, gt, ths),
             "models": [m.num_reg_images() for m in result.models],
         }
+        if tree is not None:
+            row["before"] = run_before(tree, args.data, key, args.out / "before" / ds / sc)
         if not args.no_baseline:
             t = time.perf_counter()
             models, timings = run_sift(args.data / image_dir, names, args.out / "sift" / ds / sc, conf)
@@ -150,7 +181,7 @@ def main() -> None:
             "pycolmap": pycolmap.__version__,
             "python": platform.python_version(),
         },
-        "settings": {"preset": args.preset, "overrides": parse_set(args.set), "conf": conf},
+        "settings": {"preset": args.preset, "overrides": parse_set(args.set), "conf": conf, "before": args.before},
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "rows": rows,
     }
@@ -159,32 +190,41 @@ def main() -> None:
     print(f"\nresults: {args.out / 'benchmark.json'}")
 
 
+RUNS = {"lightsfm": "lightsfm", "before": "before", "sift": "SIFT"}
+
+
 def print_row(row: dict, header: bool) -> None:
+    runs = [r for r in RUNS if r in row]
     if header:
-        print(
-            f"{'scene':30s} | {'mAA':>5s} {'reg':>6s} {'time':>7s} | {'SIFT mAA':>8s} {'reg':>6s} {'time':>7s} |"
-            f" {'mAA ratio':>9s} {'time ratio':>10s}"
-        )
-    a, b = row["lightsfm"], row.get("sift")
-    line = f"{row['scene']:30s} | {a['mAA']:5.3f} {a['registered']:>2d}/{a['images']:<3d} {a['wall_s']:6.1f}s |"
-    if b:
+        line = f"{'scene':30s} |" + "".join(f" {RUNS[r] + ' mAA':>13s} {'reg':>6s} {'time':>7s} |" for r in runs)
+        print(line + (f" {'mAA ratio':>9s} {'time ratio':>10s}" if "sift" in row else ""))
+    line = f"{row['scene']:30s} |"
+    for r in runs:
+        a = row[r]
+        line += f" {a['mAA']:13.3f} {a['registered']:>2d}/{a['images']:<3d} {a['wall_s']:6.1f}s |"
+    if "sift" in row:
+        a, b = row["lightsfm"], row["sift"]
         ratio = a["mAA"] / b["mAA"] if b["mAA"] > 0 else float("inf")
-        line += (
-            f" {b['mAA']:8.3f} {b['registered']:>2d}/{b['images']:<3d} {b['wall_s']:6.1f}s |"
-            f" {ratio:9.2f} {a['wall_s'] / b['wall_s']:10.2f}"
-        )
+        line += f" {ratio:9.2f} {a['wall_s'] / b['wall_s']:10.2f}"
     print(line, flush=True)
 
 
 def print_summary(rows: list[dict]) -> None:
-    a = np.mean([r["lightsfm"]["mAA"] for r in rows])
-    ta = sum(r["lightsfm"]["wall_s"] for r in rows)
-    line = f"{'mean / total':30s} | {a:5.3f} {'':6s} {ta:6.1f}s |"
-    if all("sift" in r for r in rows):
-        b = np.mean([r["sift"]["mAA"] for r in rows])
-        tb = sum(r["sift"]["wall_s"] for r in rows)
-        line += f" {b:8.3f} {'':6s} {tb:6.1f}s | {a / max(b, 1e-9):9.2f} {ta / tb:10.2f}"
+    runs = [r for r in RUNS if all(r in row for row in rows)]
+    line = f"{'mean / total':30s} |"
+    for r in runs:
+        maa, wall = np.mean([row[r]["mAA"] for row in rows]), sum(row[r]["wall_s"] for row in rows)
+        line += f" {maa:13.3f} {'':6s} {wall:6.1f}s |"
+    if "sift" in runs:
+        a, b = (np.mean([row[r]["mAA"] for row in rows]) for r in ("lightsfm", "sift"))
+        ta, tb = (sum(row[r]["wall_s"] for row in rows) for r in ("lightsfm", "sift"))
+        line += f" {a / max(b, 1e-9):9.2f} {ta / tb:10.2f}"
     print(line)
+    print("\nseconds per stage")
+    for row in rows:
+        for r in [r for r in RUNS if r in row]:
+            stages = ", ".join(f"{k} {v:.1f}" for k, v in row[r]["timings_s"].items())
+            print(f"{row['scene']:30s} {RUNS[r]:>8s}: {stages}")
 
 
 if __name__ == "__main__":

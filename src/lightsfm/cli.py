@@ -49,7 +49,11 @@ GlobalDesc = Annotated[str | None, typer.Option("--global-descriptor", help="ret
 DinoModel = Annotated[str | None, typer.Option("--dinov2-model", help="vits14 or vitb14.")]
 DinoWeights = Annotated[Path | None, typer.Option("--dinov2-weights", help="Official DINOv2 checkpoint (.pth).")]
 MatcherOpt = Annotated[
-    str | None, typer.Option("--matcher", help="lightglue (default) or mnn (mutual nearest neighbours).")
+    str | None,
+    typer.Option(
+        "--matcher",
+        help="mnn+lightglue (default: mutual nearest neighbours, LightGlue on weak pairs), mnn or lightglue.",
+    ),
 ]
 DepthConf = Annotated[float | None, typer.Option("--depth-confidence", help="LightGlue early stop (-1 off).")]
 WidthConf = Annotated[float | None, typer.Option("--width-confidence", help="LightGlue pruning (-1 off).")]
@@ -322,7 +326,7 @@ def match(
     width_confidence: WidthConf = None,
     verbose: Verbose = False,
 ) -> None:
-    """Matches of the listed pairs (LightGlue, or --matcher mnn) → OUT/matches-<features>-<matcher>.h5."""
+    """Matches of the listed pairs (MNN + LightGlue on weak pairs, or --matcher) → OUT/matches-<features>-<matcher>.h5."""
     from . import matching
     from .pairs import read_pairs
 

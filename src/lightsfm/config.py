@@ -27,17 +27,15 @@ def defaults() -> dict[str, Any]:
     )
 
 
+# Measured on ../shared/data with benchmarks/benchmark.py (README, "Presets").
 PRESETS: dict[str, dict[str, Any]] = {
+    # ALIKED (2048 keypoints), mutual nearest neighbours on every pair, LightGlue on the weak
+    # pairs of images that have fewer than 2 strong ones (matching.hybrid).
     "default": {},
-    # ALIKED (2048 keypoints) + mutual nearest neighbours instead of LightGlue: mean mAA 0.815
-    # in 63.2 s vs default's 0.819 in 118.0 s on ../shared/data (README).
-    "fast": {"matching": {"model": "mnn"}, "features": {"max_keypoints": 2048}},
-    # More keypoints at a larger size: mean mAA 0.844 in 547.9 s on ../shared/data (README);
-    # LightGlue's cost grows with the square of the keypoints.
-    "accurate": {
-        "features": aliked.confs["aliked-n16-accurate"],
-        "pairs": {"exhaustive_max": 40, "topk": 20},
-    },
+    # Mutual nearest neighbours only: no LightGlue.
+    "fast": {"matching": {"model": "mnn"}},
+    # LightGlue on every weak pair (fewer than 200 MNN inliers), on 1024 keypoints per image.
+    "accurate": {"matching": {"lightglue_below": 200, "lightglue_max_keypoints": 1024, "lightglue_enough": 0}},
 }
 
 

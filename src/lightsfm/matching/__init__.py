@@ -19,19 +19,20 @@ from tqdm import tqdm
 
 from ..device import set_threads
 from ..io import H5Appender, h5_conf, h5_keys, name_to_key, pair_to_key
-from . import lightglue, nearest_neighbor
+from . import hybrid, lightglue, nearest_neighbor
 
 logger = logging.getLogger(__name__)
 
-MATCHERS = {"lightglue": lightglue, "mnn": nearest_neighbor}
+MATCHERS = {"lightglue": lightglue, "mnn": nearest_neighbor, "mnn+lightglue": hybrid}
 # Every matcher's settings, so that any of them can be set; the chosen model uses its own.
-default_conf: dict[str, Any] = {**nearest_neighbor.default_conf, **lightglue.default_conf}
+default_conf: dict[str, Any] = {**hybrid.default_conf}
 
 
 def _module(conf: dict[str, Any]):
-    if conf.get("model", "lightglue") not in MATCHERS:
-        raise ValueError(f"unknown matcher {conf.get('model')!r}; one of {', '.join(MATCHERS)}")
-    return MATCHERS[conf.get("model", "lightglue")]
+    model = conf.get("model", default_conf["model"])
+    if model not in MATCHERS:
+        raise ValueError(f"unknown matcher {model!r}; one of {', '.join(MATCHERS)}")
+    return MATCHERS[model]
 
 
 def full_conf(conf: dict[str, Any] | None) -> dict[str, Any]:
@@ -46,6 +47,8 @@ def build(conf: dict[str, Any], device: str = "cpu"):
     conf = full_conf(conf)
     if conf["model"] == "lightglue":
         return lightglue.LightGlueMatcher(conf, device)
+    if conf["model"] == "mnn+lightglue":
+        return hybrid.HybridMatcher(conf, device)
     return nearest_neighbor.MutualNNMatcher(conf, device)
 
 
@@ -68,7 +71,8 @@ class FeatureCache:
             if len(self._cache) >= self.size:
                 self._cache.pop(next(iter(self._cache)))
             g = self.file[name_to_key(name)]
-            self._cache[name] = {k: g[k][()] for k in ("keypoints", "descriptors", "image_size")}
+            self._cache[name] = {k: g[k][()] for k in ("keypoints", "descriptors", "image_size", "scores")}
+            self._cache[name]["scale"] = float(g.attrs.get("scale", 1.0))
         return self._cache[name]
 
     def __contains__(self, name: str) -> bool:
@@ -103,8 +107,12 @@ def main(
             set_threads()
             matcher = build(conf, device)
             with H5Appender(path, conf_str) as out:
-                for a, b in tqdm(todo, desc="match", unit="pair"):
-                    out.add(pair_to_key(a, b), matcher(feats[a], feats[b]))
+                if isinstance(matcher, hybrid.HybridMatcher):
+                    matcher.match_all(todo, feats, lambda a, b, m: out.add(pair_to_key(a, b), m))
+                    logger.info("LightGlue matched %d of %d pairs again", matcher.refined, len(todo))
+                else:
+                    for a, b in tqdm(todo, desc="match", unit="pair"):
+                        out.add(pair_to_key(a, b), matcher(feats[a], feats[b]))
         elif not path.exists():
             H5Appender(path, conf_str).flush()  # an empty but valid file
     finally:
