@@ -326,7 +326,7 @@ def match(
     width_confidence: WidthConf = None,
     verbose: Verbose = False,
 ) -> None:
-    """Matches of the listed pairs (MNN + LightGlue on weak pairs, or --matcher) → OUT/matches-<features>-<matcher>.h5."""
+    """Matches of the listed pairs (MNN, LightGlue on weak pairs; or --matcher) → OUT/matches-<feats>-<matcher>.h5."""
     from . import matching
     from .pairs import read_pairs
 
