@@ -99,7 +99,9 @@ def _setup_logging(verbose: bool) -> None:
     )
     import pycolmap
 
-    pycolmap.logging.minloglevel = 0 if verbose else 2  # COLMAP's own INFO lines only with -v
+    # COLMAP's own lines only with -v: its errors (e.g. "Failed to create any sparse model") are
+    # reported by lightsfm in one line of its own
+    pycolmap.logging.minloglevel = 0 if verbose else 3
 
 
 # Which setting each command-line flag sets: (section, key), or (key,) at the top level.
@@ -242,6 +244,7 @@ def reconstruct(
 
             typer.echo(f"report: {report_stage.main(output)}")
         if not result.models:
+            typer.echo(f"error: {images}: no model could be built (too few verified matches)", err=True)
             raise typer.Exit(1)
         if result.skipped or result.unregistered():
             raise typer.Exit(EXIT_PARTIAL)

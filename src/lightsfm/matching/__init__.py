@@ -109,7 +109,7 @@ def main(
             with H5Appender(path, conf_str) as out:
                 if isinstance(matcher, hybrid.HybridMatcher):
                     matcher.match_all(todo, feats, lambda a, b, m: out.add(pair_to_key(a, b), m))
-                    logger.info("LightGlue matched %d of %d pairs again", matcher.refined, len(todo))
+                    logger.debug("LightGlue matched %d of %d pairs again", matcher.refined, len(todo))
                 else:
                     for a, b in tqdm(todo, desc="match", unit="pair"):
                         out.add(pair_to_key(a, b), matcher(feats[a], feats[b]))
