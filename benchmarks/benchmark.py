@@ -100,7 +100,8 @@ def run_before(tree: Path, data: Path, key: str, out: Path) -> dict:
     """lightsfm of an earlier commit on one scene, through that commit's own benchmark script."""
     env = {**os.environ, "PYTHONPATH": str(tree / "src")}  # before the installed (editable) package
     cmd = [sys.executable, str(tree / "benchmarks" / "benchmark.py"), "--no-baseline"]
-    cmd += ["--data", str(data), "--scene", key, "--out", str(out)]
+    out = out.resolve()  # the subprocess runs in the worktree
+    cmd += ["--data", str(data.resolve()), "--scene", key, "--out", str(out)]
     subprocess.run(cmd, env=env, cwd=tree, check=True, capture_output=True)
     return json.loads((out / "benchmark.json").read_text())["rows"][0]["lightsfm"]
 
