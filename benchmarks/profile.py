@@ -44,8 +44,12 @@ COMPONENTS = {
 
 def _walk(frame, found: dict[str, float]) -> None:
     """Adds each frame of a component to it; the outermost component takes all its time."""
-    name = f"{frame.function}@{Path(frame.file_path or '').name}"
-    hit = next((c for c, fns in COMPONENTS.items() if frame.function in fns or name in fns), None)
+    names = {
+        frame.function,
+        f"{getattr(frame, 'class_name', None)}.{frame.function}",
+        f"{frame.function}@{Path(frame.file_path or '').name}",
+    }
+    hit = next((c for c, fns in COMPONENTS.items() if names & set(fns)), None)
     if hit:
         found[hit] = found.get(hit, 0.0) + frame.time
         return
