@@ -71,6 +71,10 @@ InitTri = Annotated[float | None, typer.Option("--init-min-tri-angle", help="Ini
 MinTri = Annotated[float | None, typer.Option("--min-tri-angle", help="Triangulation min angle (deg).")]
 RefineFocal = Annotated[bool | None, typer.Option("--refine-focal/--fix-focal", help="Refine focal in BA.")]
 RefinePP = Annotated[bool | None, typer.Option("--refine-principal-point/--fix-principal-point")]
+Mapper = Annotated[
+    str | None,
+    typer.Option("--mapper", help="auto (default), incremental, global (GLOMAP) or best (both); see README."),
+]
 FinalPP = Annotated[
     bool | None,
     typer.Option(
@@ -135,6 +139,7 @@ FLAGS: dict[str, tuple[str, ...]] = {
     "refine_focal": ("mapping", "refine_focal_length"),
     "refine_principal_point": ("mapping", "refine_principal_point"),
     "final_principal_point": ("mapping", "final_principal_point"),
+    "mapper": ("mapping", "method"),
     "refine_distortion": ("mapping", "refine_extra_params"),
     "seed": ("mapping", "seed"),
     "nms_radius": ("features", "nms_radius"),
@@ -218,6 +223,7 @@ def reconstruct(
     refine_focal: RefineFocal = None,
     refine_principal_point: RefinePP = None,
     final_principal_point: FinalPP = None,
+    mapper: Mapper = None,
     refine_distortion: RefineExtra = None,
     nms_radius: NmsRadius = None,
     filter_threshold: FilterTh = None,
@@ -390,6 +396,7 @@ def map_cmd(
     refine_focal: RefineFocal = None,
     refine_principal_point: RefinePP = None,
     final_principal_point: FinalPP = None,
+    mapper: Mapper = None,
     refine_distortion: RefineExtra = None,
     seed: Seed = None,
     verbose: Verbose = False,

@@ -161,6 +161,33 @@ def incremental_mapping(
     return sorted(models.values(), key=lambda r: r.num_reg_images(), reverse=True)
 
 
+def global_options(conf: dict[str, Any]) -> pycolmap.GlobalPipelineOptions:
+    """Global (GLOMAP) pipeline options from lightsfm's mapping conf."""
+    opts = pycolmap.GlobalPipelineOptions()
+    opts.min_model_size = conf["min_model_size"]
+    opts.multiple_models = conf["max_num_models"] > 1
+    opts.num_threads = conf.get("num_threads") or os.cpu_count() or 1
+    opts.random_seed = conf["seed"]
+    opts.mapper.bundle_adjustment.refine_focal_length = conf["refine_focal_length"]
+    opts.mapper.bundle_adjustment.refine_principal_point = conf["refine_principal_point"]
+    opts.mapper.bundle_adjustment.refine_extra_params = conf["refine_extra_params"]
+    return opts
+
+
+def global_mapping(
+    database: Path, image_dir: Path, output: Path, options: pycolmap.GlobalPipelineOptions
+) -> list[pycolmap.Reconstruction]:
+    """Runs pycolmap's global mapper (rotation averaging, global positioning, bundle
+    adjustment) on a copy of the database, which it would otherwise change; largest model first."""
+    tmp = Path(output).with_name(Path(output).name + ".global")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "sparse").mkdir(parents=True)
+    shutil.copyfile(database, tmp / "database.db")
+    models = pycolmap.global_mapping(tmp / "database.db", image_dir, tmp / "sparse", options)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return sorted(models.values(), key=lambda r: r.num_reg_images(), reverse=True)
+
+
 def colorize(rec: pycolmap.Reconstruction, colors_of: dict[str, np.ndarray]) -> None:
     """Sets each 3D point's colour to the mean colour of its observations.
 

@@ -1,0 +1,53 @@
+"""Mappers on a real verified database: incremental, global, and the choice between them."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import DATA
+from lightsfm import colmap, mapping
+
+pytestmark = pytest.mark.data
+
+TEMPLE_IMAGES = DATA / "middlebury" / "templeSparseRing" / "images"
+
+
+@pytest.fixture(scope="module")
+def database(temple_run):
+    out, _, _ = temple_run
+    return out / "middlebury" / "templeSparseRing" / "database.db"
+
+
+def test_best_keeps_the_model_that_explains_more_matches(database, tmp_path):
+    runs = {
+        method: mapping.main(database, TEMPLE_IMAGES, tmp_path / method, {"method": method})
+        for method in ("incremental", "global", "best")
+    }
+    assert runs["global"] and runs["global"][0].num_reg_images() >= 3
+    obs = {k: m[0].compute_num_observations() for k, m in runs.items()}
+    assert obs["best"] == max(obs["incremental"], obs["global"])
+    assert (tmp_path / "best" / "sparse" / "0" / "points.ply").is_file()
+
+
+def test_auto_tries_the_global_mapper_only_for_a_thin_model(database, tmp_path, monkeypatch):
+    calls = []
+    real = colmap.global_mapping
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(colmap, "global_mapping", counting)
+    models = mapping.main(database, TEMPLE_IMAGES, tmp_path / "auto", {"method": "auto"})
+    # all 16 temple views register with ~400 observations each: no reason to try again
+    assert models[0].num_reg_images() == 16 and not calls
+    assert mapping._thin(models, database) is False
+    # a model that leaves an image out, or none at all, is thin
+    models[0].deregister_frame(next(iter(models[0].reg_frame_ids())))
+    assert mapping._thin(models, database) is True
+    assert mapping._thin([], database) is True
+
+
+def test_unknown_method_is_an_error(database, tmp_path):
+    with pytest.raises(ValueError, match="unknown mapping method"):
+        mapping.main(database, TEMPLE_IMAGES, tmp_path, {"method": "magic"})
