@@ -158,7 +158,7 @@ def main(
     if conf["method"] in ("global", "best") or (conf["method"] == "auto" and _thin(runs["incremental"], database)):
         runs["global"] = colmap.global_mapping(database, image_dir, output / "sparse", colmap.global_options(conf))
     chosen = choose_model(runs)
-    if len(runs) > 1:
+    if len(runs) > 1 and runs[chosen]:
         counts = {k: m[0].compute_num_observations() if m else 0 for k, m in runs.items()}
         logger.info("mapping: kept the %s model (observations: %s)", chosen, counts)
     models = runs[chosen]
