@@ -127,6 +127,8 @@ def mapper_options(conf: dict[str, Any]) -> pycolmap.IncrementalPipelineOptions:
     opts.mapper.filter_min_tri_angle = conf["min_tri_angle"]
     opts.mapper.random_seed = conf["seed"]
     opts.triangulation.min_angle = conf["min_tri_angle"]
+    opts.ba_local_max_refinements = conf["ba_local_max_refinements"]
+    opts.ba_global_max_refinements = conf["ba_global_max_refinements"]
     opts.triangulation.random_seed = conf["seed"]
     for key, value in conf.get("pycolmap", {}).items():  # escape hatch: any other option by name
         target = opts
