@@ -34,8 +34,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     # Mutual nearest neighbours only: no LightGlue.
     "fast": {"matching": {"model": "mnn"}},
-    # LightGlue on every weak pair (fewer than 200 MNN inliers), on 1024 keypoints per image.
-    "accurate": {"matching": {"lightglue_below": 200, "lightglue_max_keypoints": 1024, "lightglue_enough": 0}},
+    # The default at 1600 px instead of 1024. (More LightGlue, or 4096 keypoints, measured
+    # lower mean mAA: 0.830 and 0.909 vs 0.934.)
+    "accurate": {"features": aliked.confs["aliked-n16-accurate"]},
 }
 
 

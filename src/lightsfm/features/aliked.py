@@ -48,7 +48,7 @@ default_conf: dict[str, Any] = {
 # Named configurations, as hloc's `confs`.
 confs: dict[str, dict[str, Any]] = {
     "aliked-n16": {},
-    "aliked-n16-accurate": {"max_keypoints": 4096, "resize_max": 1600},
+    "aliked-n16-accurate": {"resize_max": 1600},
     "aliked-n16rot": {"model": "aliked-n16rot"},
 }
 
