@@ -99,3 +99,18 @@ def test_hybrid_spends_no_lightglue_on_images_with_enough_strong_pairs(feats):
     feats_.close()
     mpath = matching.main(STRONG + WEAK, fpath, out)  # the default matcher is this one
     assert mpath.name.endswith("-mnn+lightglue.h5")
+
+
+def test_hybrid_resumed_run_counts_the_pairs_already_matched(feats, tmp_path, monkeypatch):
+    _, fpath = feats
+    conf = {"model": "mnn+lightglue", "lightglue_enough": 1}
+    matching.main(STRONG, fpath, tmp_path, conf)  # a run stopped after the strong pairs
+
+    def refuse(*a, **k):
+        raise AssertionError("LightGlue was loaded although both images have a strong pair")
+
+    monkeypatch.setattr(lightglue, "LightGlueMatcher", refuse)
+    # as uninterrupted: both images of the weak pair already have their strong pair
+    mpath = matching.main(STRONG + WEAK, fpath, tmp_path, conf)
+    with h5py.File(mpath) as f:
+        assert pair_to_key(*WEAK[0]) in f

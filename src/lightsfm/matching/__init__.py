@@ -82,6 +82,20 @@ class FeatureCache:
         self.file.close()
 
 
+def _done_matches(path: Path, pairs: list[tuple[str, str]], feats: FeatureCache) -> list:
+    """(a, b, matches0) of the listed pairs already in the matches file."""
+    if not path.exists():
+        return []
+    out = []
+    with h5py.File(path, "r") as f:
+        for a, b in pairs:
+            for x, y in ((a, b), (b, a)):
+                key = pair_to_key(x, y)
+                if key in f and x in feats and y in feats:
+                    out.append((x, y, f[key]["matches0"][()]))
+    return out
+
+
 def main(
     pairs: list[tuple[str, str]],
     feature_file: Path,
@@ -108,7 +122,8 @@ def main(
             matcher = build(conf, device)
             with H5Appender(path, conf_str) as out:
                 if isinstance(matcher, hybrid.HybridMatcher):
-                    matcher.match_all(todo, feats, lambda a, b, m: out.add(pair_to_key(a, b), m))
+                    previous = _done_matches(path, pairs, feats)
+                    matcher.match_all(todo, feats, lambda a, b, m: out.add(pair_to_key(a, b), m), previous)
                     logger.debug("LightGlue matched %d of %d pairs again", matcher.refined, len(todo))
                 else:
                     for a, b in tqdm(todo, desc="match", unit="pair"):

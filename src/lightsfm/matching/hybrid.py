@@ -81,10 +81,24 @@ class HybridMatcher:
         out, inliers = self.mnn(feats0, feats1)
         return out if inliers >= self.conf["lightglue_below"] else self.lightglue(feats0, feats1)
 
-    def match_all(self, pairs: list[tuple[str, str]], feats, write) -> None:
-        """Every pair, LightGlue spent where it helps most: ``write(a, b, matches)`` each."""
+    def match_all(
+        self,
+        pairs: list[tuple[str, str]],
+        feats,
+        write,
+        done: list[tuple[str, str, np.ndarray]] = (),
+    ) -> None:
+        """Every pair, LightGlue spent where it helps most: ``write(a, b, matches)`` each.
+
+        ``done``: pairs an interrupted run already matched, (a, b, matches0); they count
+        towards each image's strong pairs, so a resumed run decides as an uninterrupted one.
+        """
         below, enough = self.conf["lightglue_below"], self.conf["lightglue_enough"]
         strong: Counter[str] = Counter()
+        for a, b, m in done:
+            if self._inliers(feats[a], feats[b], m) >= below:
+                strong[a] += 1
+                strong[b] += 1
         weak = []
         for a, b in tqdm(pairs, desc="match (mnn)", unit="pair"):
             out, inliers = self.mnn(feats[a], feats[b])
