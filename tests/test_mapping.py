@@ -27,6 +27,11 @@ def test_best_keeps_the_model_that_explains_more_matches(database, tmp_path):
     obs = {k: m[0].compute_num_observations() for k, m in runs.items()}
     assert obs["best"] == max(obs["incremental"], obs["global"])
     assert (tmp_path / "best" / "sparse" / "0" / "points.ply").is_file()
+    # what was kept and what it was weighed against is written beside the models
+    info = mapping.read_mapper(tmp_path / "best")
+    assert info["method"] == "best" and set(info["observations"]) == {"incremental", "global"}
+    assert info["observations"][info["kept"]] == obs["best"]
+    assert set(mapping.read_mapper(tmp_path / "incremental")["observations"]) == {"incremental"}
 
 
 def test_auto_tries_the_global_mapper_only_for_a_thin_model(database, tmp_path, monkeypatch):

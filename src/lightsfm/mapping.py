@@ -6,6 +6,7 @@ its coloured ``points.ply`` and ``OUT/points.ply`` is that of the largest.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -75,6 +76,9 @@ def point_colors(image_dir: Path, rec: pycolmap.Reconstruction) -> None:
         ij[:, 1] = ij[:, 1].clip(0, rgb.shape[0] - 1)
         colors_of[image.name] = rgb[ij[:, 1], ij[:, 0]].astype(np.float64)
     colmap.colorize(rec, colors_of)
+
+
+MAPPER_FILE = "mapper.json"  # in sparse/: {"method", "kept", "observations" per mapper run}
 
 
 def choose_model(runs: dict[str, list]) -> str:
@@ -163,8 +167,8 @@ def main(
     if conf["method"] in ("global", "best") or (conf["method"] == "auto" and _thin(runs["incremental"], database)):
         runs["global"] = colmap.global_mapping(database, image_dir, output / "sparse", colmap.global_options(conf))
     chosen = choose_model(runs)
+    counts = {k: m[0].compute_num_observations() if m else 0 for k, m in runs.items()}
     if len(runs) > 1 and runs[chosen]:
-        counts = {k: m[0].compute_num_observations() if m else 0 for k, m in runs.items()}
         logger.info("mapping: kept the %s model (observations: %s)", chosen, counts)
     models = runs[chosen]
     models = models[: conf["max_num_models"]]
@@ -179,6 +183,10 @@ def main(
         d.mkdir(parents=True)
         rec.write(d)
         rec.export_PLY(d / "points.ply")
+    if models:  # which mapper made the models, and what it was weighed against
+        (sparse_tmp / MAPPER_FILE).write_text(
+            json.dumps({"method": conf["method"], "kept": chosen, "observations": counts})
+        )
     shutil.rmtree(output / "sparse", ignore_errors=True)
     if models:
         os.replace(sparse_tmp, output / "sparse")
@@ -187,6 +195,12 @@ def main(
     else:
         (output / "points.ply").unlink(missing_ok=True)  # not a previous run's cloud
     return models
+
+
+def read_mapper(output: Path) -> dict[str, Any]:
+    """What ``sparse/mapper.json`` says (empty when absent: no model, or an older run)."""
+    path = Path(output) / "sparse" / MAPPER_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def load_models(output: Path) -> list[pycolmap.Reconstruction]:

@@ -128,7 +128,8 @@ def reconstruct(
         stats["verified_pairs"] = vstats["verified"]
         with timer("map"):
             models = mapping.main(database, image_dir, output, conf["mapping"])
-        state.update(map=key, map_stats={"verified_pairs": vstats["verified"]})
+        stats["mapper"] = mapping.read_mapper(output)
+        state.update(map=key, map_stats={"verified_pairs": vstats["verified"], "mapper": stats["mapper"]})
         tmp = state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(state))
         tmp.replace(state_file)
@@ -150,6 +151,13 @@ def format_summary(result: Result) -> str:
     lines.append(f"pairs matched: {s['pairs']}, verified: {s.get('verified_pairs', '?')}")
     if not s["models"]:
         lines.append("no model could be built (too few verified matches between the images)")
+    mapper = s.get("mapper") or {}
+    if len(mapper.get("observations", {})) > 1:
+        other = ", ".join(f"{k} {v}" for k, v in mapper["observations"].items() if k != mapper["kept"])
+        lines.append(
+            f"mapper: {mapper['kept']}, kept for explaining more matches "
+            f"({mapper['observations'][mapper['kept']]} observations; {other})"
+        )
     for k, m in enumerate(s["models"]):
         lines.append(
             f"model sparse/{k}: {m['registered']}/{s['images']} images registered, {m['points']} points, "

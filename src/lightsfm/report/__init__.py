@@ -182,6 +182,10 @@ def main(
         + ", ".join(f"{k}: {v:.1f} s" for k, v in summary["timings_s"].items())
         + f"; pairs matched {summary['pairs']}, verified {summary.get('verified_pairs', '?')}</p>"
     )
+    mapper = summary.get("mapper") or {}
+    if mapper.get("kept"):
+        weighed = ", ".join(f"{k} {v}" for k, v in mapper.get("observations", {}).items())
+        parts.append(f"<p>mapper: {html.escape(mapper['kept'])} (observations of each mapper's model: {weighed})</p>")
     conf = summary.get("conf", {})
     parts.append(
         "<details><summary>settings</summary><pre>" + html.escape(json.dumps(conf, indent=1)) + "</pre></details>"
