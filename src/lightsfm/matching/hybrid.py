@@ -13,6 +13,7 @@ square) and LightGlue's matches are kept, unless both images already have
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -84,9 +85,9 @@ class HybridMatcher:
     def match_all(
         self,
         pairs: list[tuple[str, str]],
-        feats,
-        write,
-        done: list[tuple[str, str, np.ndarray]] = (),
+        feats: Mapping[str, dict[str, np.ndarray]],
+        write: Callable[[str, str, dict[str, np.ndarray]], None],
+        done: Iterable[tuple[str, str, np.ndarray]] = (),
     ) -> None:
         """Every pair, LightGlue spent where it helps most: ``write(a, b, matches)`` each.
 
