@@ -124,7 +124,8 @@ def _speed_up(model: ALIKED) -> ALIKED:
                     setattr(block, conv, fuse_conv_bn_eval(layer, norm))
                 setattr(block, bn, nn.Identity())
     for m in model.modules():
-        if isinstance(m, DeformableConv2d):
+        # the rewrite covers what ALIKED uses: stride 1, no dilation
+        if isinstance(m, DeformableConv2d) and m.stride == 1 and m.dilation == 1:
             m.forward = _deform_conv.__get__(m)
     return model
 
