@@ -85,3 +85,9 @@ def test_sparse_forward_equals_kornias(model):
     assert np.abs(ref.keypoint_scores.numpy() - ours["scores"][j]).max() < 1e-4
     cos = (ref.descriptors.numpy() * ours["descriptors"][j]).sum(axis=1)
     assert cos.min() > 0.9999
+
+
+def test_an_image_without_keypoints_gives_empty_features():
+    ex = aliked.AlikedExtractor({"max_keypoints": 512})
+    out = ex(np.zeros((64, 64, 3), np.uint8))
+    assert out["keypoints"].shape == (0, 2) and out["descriptors"].shape == (0, 128) and len(out["scores"]) == 0

@@ -179,6 +179,8 @@ def _describe(model: ALIKED, levels: list[torch.Tensor], padder: InputPadder, kp
     wh = torch.tensor([[w - 1, h - 1]], device=kpts.device, dtype=torch.float32)
     kwh = (kpts / 2 + 0.5) * wh
     n, ps = len(kwh), head.kernel_size
+    if n == 0:  # a blank image
+        return kpts.new_zeros(0, head.sf_conv.out_channels)
     # the ps × ps patch kornia's get_patches takes (clamped inside the image)
     corner = (kwh.long() - ps / 2 + 1).long()
     corner[:, 0] = corner[:, 0].clamp(min=0, max=w - 1 - ps)
