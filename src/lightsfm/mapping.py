@@ -86,9 +86,11 @@ def choose_model(runs: dict[str, list]) -> str:
 
     A folded or broken model cannot triangulate the matches across its fold. On
     ../shared/data this picks the better of the two on 4 of 5 scenes (the temple, whose
-    global model folds: 6 392 vs 4 375 observations, mAA 0.965 vs 0.197; the dino, where
-    incremental mapping goes astray: 1 395 vs 2 353, 0.470 vs 0.823) and costs 0.007 mAA
-    on Herz-Jesus (8 836 vs 8 678 observations, 0.993 vs 1.000).
+    global model folds: 6 699 vs 4 375 observations, mAA 0.985 vs 0.197; the dino, where
+    incremental mapping goes astray: 1 393 vs 2 353, 0.471 vs 0.823) and costs 0.007 mAA
+    on Herz-Jesus (8 834 vs 8 678 observations, 0.993 vs 1.000). With the ``fast`` preset
+    it picks the dino's global model (1 544 vs 991 observations), which scores lower
+    (0.242 vs 0.296): the rule is a good bet, not a guarantee.
     """
     return max(runs, key=lambda k: runs[k][0].compute_num_observations() if runs[k] else -1)
 
