@@ -56,3 +56,16 @@ def test_auto_tries_the_global_mapper_only_for_a_thin_model(database, tmp_path, 
 def test_unknown_method_is_an_error(database, tmp_path):
     with pytest.raises(ValueError, match="unknown mapping method"):
         mapping.main(database, TEMPLE_IMAGES, tmp_path, {"method": "magic"})
+
+
+def test_summary_says_which_mapper_was_kept(tmp_path):
+    from lightsfm import pipeline
+
+    mapper = {"method": "auto", "kept": "global", "observations": {"incremental": 1393, "global": 2353}}
+    result = pipeline.Result(tmp_path, [], 16, stats={"pairs": 34, "image_names": [], "mapper": mapper})
+    text = pipeline.format_summary(result)
+    assert "mapper: global, kept for explaining more matches (2353 observations; incremental 1393)" in text
+    # one mapper run: nothing to say
+    mapper = {"method": "auto", "kept": "incremental", "observations": {"incremental": 6699}}
+    result = pipeline.Result(tmp_path, [], 16, stats={"pairs": 34, "image_names": [], "mapper": mapper})
+    assert "mapper:" not in pipeline.format_summary(result)
