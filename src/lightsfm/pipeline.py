@@ -128,11 +128,11 @@ def reconstruct(
         stats["verified_pairs"] = vstats["verified"]
         with timer("map"):
             models = mapping.main(database, image_dir, output, conf["mapping"])
-        stats["mapper"] = mapping.read_mapper(output)
-        state.update(map=key, map_stats={"verified_pairs": vstats["verified"], "mapper": stats["mapper"]})
+        state.update(map=key, map_stats={"verified_pairs": vstats["verified"]})
         tmp = state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(state))
         tmp.replace(state_file)
+    stats["mapper"] = mapping.read_mapper(output)
     result = Result(output, models, len(names) + len(skipped), skipped, timer.timings, stats)
     tmp = output / "summary.json.tmp"
     tmp.write_text(json.dumps(result.summary(), indent=2, default=str))

@@ -53,6 +53,21 @@ def ransac_fundamental(
     return F, mask.ravel().astype(bool)
 
 
+def count_inliers(
+    kpts0: np.ndarray,
+    kpts1: np.ndarray,
+    matches0: np.ndarray,
+    threshold: float,
+    confidence: float = 0.999,
+    max_iterations: int = 2000,
+) -> int:
+    """How many of ``matches0`` (index into ``kpts1`` or -1) a quick MAGSAC++ fundamental
+    matrix keeps: a cheap measure of how well two images match."""
+    i0 = np.nonzero(matches0 > -1)[0]
+    _, mask = ransac_fundamental(kpts0[i0], kpts1[matches0[i0]], threshold, confidence, max_iterations)
+    return int(mask.sum())
+
+
 def main(
     infos: list[ImageInfo],
     pairs: list[tuple[str, str]],

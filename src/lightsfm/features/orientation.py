@@ -5,10 +5,11 @@ Each image is described with a cheap ALIKED setting and every pair is matched as
 agree on which way is up. Only the images outside the largest group so linked are also
 described at their three other quarter turns, and each turn is matched against the other
 images as stored: the turn with clearly the most inliers is the pair's relative turn. (A
-scene shot upright costs one cheap pass per image instead of four.) The turns are then made consistent over the
-whole scene (rotation synchronisation on the pair graph: a maximum spanning tree of the
-strongest pairs, then a few rounds of weighted voting), and within each connected group
-of images the global offset that leaves the most photos as stored is chosen. So a ring of
+scene shot upright costs one cheap pass per image instead of four.) The turns are then
+made consistent over the whole scene (rotation synchronisation on the pair graph: a
+maximum spanning tree of the strongest pairs, then a few rounds of weighted voting), and
+within each connected group of images the global offset that leaves the most photos as
+stored is chosen. So a ring of
 views whose camera flips upside down half-way (Middlebury's temple) is handled as well as
 a few photos turned at random among upright ones.
 """
@@ -19,13 +20,13 @@ import heapq
 import logging
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from ..errors import ImageError
 from ..images import load_image
 from ..matching.nearest_neighbor import MutualNNMatcher
+from ..verify import count_inliers
 
 logger = logging.getLogger(__name__)
 
@@ -48,16 +49,7 @@ def rotate_back(kpts: np.ndarray, k: int, width: int, height: int) -> np.ndarray
 
 
 def _inliers(f0: dict, f1: dict, matcher: MutualNNMatcher) -> int:
-    m = matcher(f0, f1)["matches0"]
-    i0 = np.nonzero(m > -1)[0]
-    if len(i0) < 8:
-        return 0
-    p0, p1 = f0["keypoints"][i0].astype(np.float64), f1["keypoints"][m[i0]].astype(np.float64)
-    try:
-        _, mask = cv2.findFundamentalMat(p0, p1, cv2.USAC_MAGSAC, 2.0, 0.999, 2000)
-    except cv2.error:
-        return 0
-    return int(mask.sum()) if mask is not None else 0
+    return count_inliers(f0["keypoints"], f1["keypoints"], matcher(f0, f1)["matches0"], 2.0)
 
 
 def relative_turns(

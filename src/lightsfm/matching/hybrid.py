@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ..verify import ransac_fundamental
+from ..verify import count_inliers
 from . import lightglue, nearest_neighbor
 
 default_conf: dict[str, Any] = {
@@ -52,10 +52,8 @@ class HybridMatcher:
         self.refined = 0  # pairs LightGlue matched, for the log
 
     def _inliers(self, f0: dict[str, np.ndarray], f1: dict[str, np.ndarray], m: np.ndarray) -> int:
-        i0 = np.nonzero(m > -1)[0]
         th = self.conf["check_threshold"] * max(float(f0.get("scale", 1.0)), float(f1.get("scale", 1.0)))
-        _, mask = ransac_fundamental(f0["keypoints"][i0], f1["keypoints"][m[i0]], th, 0.999, 2000)
-        return int(mask.sum())
+        return count_inliers(f0["keypoints"], f1["keypoints"], m, th)
 
     def mnn(self, feats0: dict[str, np.ndarray], feats1: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
         """MNN matches and how many pass the quick check."""
