@@ -1,18 +1,27 @@
-"""lightsfm against COLMAP's SIFT pipeline, side by side, on every scene of an IMC-layout folder.
+"""lightsfm against COLMAP's SIFT pipelines, side by side, on every scene of an IMC-layout folder.
 
     python benchmarks/benchmark.py [--data ../shared/data] [--out outputs/benchmark]
                                    [--scene dataset/scene ...] [--preset default] [--set section.key=value ...]
+                                   [--peers sift-shared,sift-global[,sift-per-image]] [--no-baseline]
                                    [--before GIT-REV]
 
-For each scene both pipelines start from nothing (fresh output folders) in this one
-process: lightsfm at the chosen settings, and pycolmap's SIFT extraction (same image
-size as lightsfm), exhaustive matching with its geometric verification, and incremental
-mapping (COLMAP defaults, the same model-count limits). Both are scored with the IMC2023
-metric (lightsfm.evaluate) against train_labels.csv, with thresholds.csv when present.
-With --before, lightsfm as it was at an earlier commit (its own code and defaults, from a
-git worktree, one subprocess per scene timed the same way) runs between the two.
-Prints one table and the stage times, and writes OUT/benchmark.json with the machine,
-versions and settings.
+For each scene every pipeline starts from nothing (fresh output folders) in this one
+process: lightsfm at the chosen settings, then the SIFT peers, set up as a competent
+COLMAP user would: pycolmap's SIFT extraction (same image size as lightsfm) with one
+shared camera where the photos come from one camera (same size and EXIF make/model, or
+no EXIF: lightsfm's own camera grouping finds one group), exhaustive matching with its
+geometric verification, then
+  sift-shared     incremental mapping (row "sift"),
+  sift-global     COLMAP's global mapper (GLOMAP) on a copy of the same database (row
+                  "sift_global"; its time counts the shared extraction and matching),
+  sift-per-image  COLMAP's default camera mode (one camera per image without EXIF) and
+                  incremental mapping, as this benchmark ran before (row "sift_per_image").
+COLMAP defaults otherwise, with lightsfm's model-count limits and seed. All are scored
+with the IMC2023 metric (lightsfm.evaluate) against train_labels.csv, with thresholds.csv
+when present. With --before, lightsfm as it was at an earlier commit (its own code and
+defaults, from a git worktree, one subprocess per scene timed the same way) runs after
+lightsfm. Prints one table and the stage times, and writes OUT/benchmark.json with the
+machine, versions and settings.
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ import numpy as np
 import pycolmap
 import torch
 
-from lightsfm import __version__, config, imc, pipeline
+from lightsfm import __version__, colmap, config, images, imc, pipeline
 from lightsfm import evaluate as ev
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,8 +67,17 @@ def parse_set(items: list[str]) -> dict:
     return out
 
 
-def run_sift(image_dir: Path, names: list[str], out: Path, conf: dict) -> tuple[list, dict[str, float]]:
-    """COLMAP's classical pipeline through pycolmap; returns models and stage timings."""
+PEERS = ("sift-shared", "sift-global", "sift-per-image")
+
+
+def camera_mode(image_dir: Path, names: list[str]) -> pycolmap.CameraMode:
+    """SINGLE where the photos come from one camera (lightsfm's grouping finds one group), else AUTO."""
+    infos, _ = images.read_infos(image_dir, names)
+    return pycolmap.CameraMode.SINGLE if len(colmap.group_cameras(infos, "auto")) == 1 else pycolmap.CameraMode.AUTO
+
+
+def sift_database(image_dir: Path, names: list[str], out: Path, conf: dict, mode: pycolmap.CameraMode) -> dict:
+    """SIFT extraction and exhaustive matching into OUT/database.db; returns stage timings."""
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     db = out / "database.db"
@@ -68,20 +86,62 @@ def run_sift(image_dir: Path, names: list[str], out: Path, conf: dict) -> tuple[
     ext = pycolmap.FeatureExtractionOptions()
     ext.max_image_size = conf["features"]["resize_max"]
     ext.num_threads = os.cpu_count() or 1
-    pycolmap.extract_features(db, image_dir, image_names=names, extraction_options=ext, device=pycolmap.Device.cpu)
+    pycolmap.extract_features(
+        db, image_dir, image_names=names, camera_mode=mode, extraction_options=ext, device=pycolmap.Device.cpu
+    )
     timings["extract"] = time.perf_counter() - t
     t = time.perf_counter()
     pycolmap.match_exhaustive(db, device=pycolmap.Device.cpu)
     timings["match+verify"] = time.perf_counter() - t
-    t = time.perf_counter()
+    return timings
+
+
+def sift_incremental(image_dir: Path, out: Path, conf: dict) -> list:
+    """COLMAP's incremental mapper on OUT/database.db; largest model first."""
     opts = pycolmap.IncrementalPipelineOptions()
     opts.min_model_size = conf["mapping"]["min_model_size"]
     opts.max_num_models = conf["mapping"]["max_num_models"]
     opts.random_seed = conf["mapping"]["seed"]
     (out / "sparse").mkdir()
-    models = pycolmap.incremental_mapping(db, image_dir, out / "sparse", opts)
-    timings["map"] = time.perf_counter() - t
-    return sorted(models.values(), key=lambda r: r.num_reg_images(), reverse=True), timings
+    models = pycolmap.incremental_mapping(out / "database.db", image_dir, out / "sparse", opts)
+    return sorted(models.values(), key=lambda r: r.num_reg_images(), reverse=True)
+
+
+def sift_global(image_dir: Path, out: Path, conf: dict) -> list:
+    """COLMAP's global mapper (GLOMAP) on a copy of OUT/database.db, which it changes; largest model first."""
+    work = out / "global"
+    (work / "sparse").mkdir(parents=True)
+    shutil.copyfile(out / "database.db", work / "database.db")
+    opts = pycolmap.GlobalPipelineOptions()
+    opts.min_model_size = conf["mapping"]["min_model_size"]
+    opts.multiple_models = conf["mapping"]["max_num_models"] > 1
+    opts.random_seed = conf["mapping"]["seed"]
+    models = pycolmap.global_mapping(work / "database.db", image_dir, work / "sparse", opts)
+    return sorted(models.values(), key=lambda r: r.num_reg_images(), reverse=True)
+
+
+def run_peers(image_dir: Path, names: list[str], out: Path, conf: dict, peers: list[str]) -> dict[str, tuple]:
+    """(models, stage timings, camera mode) of each requested peer, by row key.
+
+    The shared-camera database is built once for both of its mappers.
+    """
+    runs = {}
+    mode = camera_mode(image_dir, names)
+    if {"sift-shared", "sift-global"} & set(peers):
+        db_timings = sift_database(image_dir, names, out / "sift", conf, mode)
+        mappers = {"sift-shared": ("sift", sift_incremental), "sift-global": ("sift_global", sift_global)}
+        for peer, (key, mapper) in mappers.items():
+            if peer in peers:
+                t = time.perf_counter()
+                models = mapper(image_dir, out / "sift", conf)
+                runs[key] = models, {**db_timings, "map": time.perf_counter() - t}, mode
+    if "sift-per-image" in peers:
+        default = pycolmap.CameraMode.AUTO  # COLMAP's default: one camera per image without EXIF
+        timings = sift_database(image_dir, names, out / "sift_per_image", conf, default)
+        t = time.perf_counter()
+        models = sift_incremental(image_dir, out / "sift_per_image", conf)
+        runs["sift_per_image"] = models, {**timings, "map": time.perf_counter() - t}, default
+    return runs
 
 
 def worktree(rev: str) -> Path:
@@ -121,8 +181,16 @@ def main() -> None:
     ap.add_argument("--preset", default="default")
     ap.add_argument("--set", action="append", default=[], help="override, e.g. verify.camera_model=PINHOLE")
     ap.add_argument("--no-baseline", action="store_true", help="only lightsfm (for quick experiments)")
+    ap.add_argument(
+        "--peers",
+        default="sift-shared,sift-global",
+        help=f"comma-separated SIFT peers, of {', '.join(PEERS)} (default: the first two)",
+    )
     ap.add_argument("--before", metavar="GIT-REV", help="also run lightsfm as of this commit, at its defaults")
     args = ap.parse_args()
+    peers = [] if args.no_baseline else [p for p in args.peers.split(",") if p]
+    if unknown := set(peers) - set(PEERS):
+        ap.error(f"unknown peer(s) {', '.join(sorted(unknown))}; choose from {', '.join(PEERS)}")
     pycolmap.logging.minloglevel = 2
 
     conf = config.load(args.preset, overrides=parse_set(args.set))
@@ -155,15 +223,16 @@ def main() -> None:
         }
         if tree is not None:
             row["before"] = run_before(tree, args.data, key, args.out / "before" / ds / sc)
-        if not args.no_baseline:
-            t = time.perf_counter()
-            models, timings = run_sift(args.data / image_dir, names, args.out / "sift" / ds / sc, conf)
-            row["sift"] = {
-                "wall_s": time.perf_counter() - t,
-                "timings_s": timings,
-                **score(models, paths, names, gt, ths),
-                "models": [m.num_reg_images() for m in models],
-            }
+        if peers:
+            peer_runs = run_peers(args.data / image_dir, names, args.out / "peers" / ds / sc, conf, peers)
+            for k, (models, timings, mode) in peer_runs.items():
+                row[k] = {
+                    "wall_s": sum(timings.values()),  # the global peer pays the shared extraction and matching too
+                    "timings_s": timings,
+                    "camera_mode": mode.name.lower(),
+                    **score(models, paths, names, gt, ths),
+                    "models": [m.num_reg_images() for m in models],
+                }
         rows.append(row)
         print_row(row, header=len(rows) == 1)
 
@@ -182,7 +251,13 @@ def main() -> None:
             "pycolmap": pycolmap.__version__,
             "python": platform.python_version(),
         },
-        "settings": {"preset": args.preset, "overrides": parse_set(args.set), "conf": conf, "before": args.before},
+        "settings": {
+            "preset": args.preset,
+            "overrides": parse_set(args.set),
+            "conf": conf,
+            "before": args.before,
+            "peers": peers,
+        },
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "rows": rows,
     }
@@ -191,41 +266,69 @@ def main() -> None:
     print(f"\nresults: {args.out / 'benchmark.json'}")
 
 
-RUNS = {"lightsfm": "lightsfm", "before": "before", "sift": "SIFT"}
+RUNS = {
+    "lightsfm": "lightsfm",
+    "before": "before",
+    "sift": "SIFT",
+    "sift_global": "SIFT-global",
+    "sift_per_image": "SIFT-per-img",
+}
+# lightsfm's mAA is compared with every SIFT peer; its time with SIFT-incremental (shared camera).
+VERSUS = ("sift", "sift_global", "sift_per_image")
+
+
+def fold(runs: list[dict]) -> str:
+    """Mean pairs_over_30deg as a column (rows of --before commits older than the metric lack it)."""
+    if not all("pairs_over_30deg" in a for a in runs):
+        return f"{'-':>5s}"
+    return f"{np.mean([a['pairs_over_30deg'] for a in runs]):5.2f}"
+
+
+def versus_header(keys: list[str]) -> str:
+    line = "".join(f" {'ΔmAA ' + RUNS[k]:>17s}" for k in VERSUS if k in keys)
+    return line + (f" {'time/SIFT':>9s}" if "sift" in keys else "")
 
 
 def print_row(row: dict, header: bool) -> None:
     runs = [r for r in RUNS if r in row]
     if header:
-        line = f"{'scene':30s} |" + "".join(f" {RUNS[r] + ' mAA':>13s} {'reg':>6s} {'time':>7s} |" for r in runs)
-        print(line + (f" {'mAA ratio':>9s} {'time ratio':>10s}" if "sift" in row else ""))
+        line = f"{'scene':30s} |" + "".join(
+            f" {RUNS[r] + ' mAA':>16s} {'reg':>6s} {'time':>7s} {'>30°':>5s} |" for r in runs
+        )
+        print(line + versus_header(runs))
     line = f"{row['scene']:30s} |"
     for r in runs:
         a = row[r]
-        line += f" {a['mAA']:13.3f} {a['registered']:>2d}/{a['images']:<3d} {a['wall_s']:6.1f}s |"
+        line += f" {a['mAA']:16.3f} {a['registered']:>2d}/{a['images']:<3d} {a['wall_s']:6.1f}s {fold([a])} |"
+    a = row["lightsfm"]
+    for k in [k for k in VERSUS if k in row]:
+        line += f" {a['mAA'] - row[k]['mAA']:+17.3f}"
     if "sift" in row:
-        a, b = row["lightsfm"], row["sift"]
-        ratio = a["mAA"] / b["mAA"] if b["mAA"] > 0 else float("inf")
-        line += f" {ratio:9.2f} {a['wall_s'] / b['wall_s']:10.2f}"
+        line += f" {a['wall_s'] / row['sift']['wall_s']:9.2f}"
     print(line, flush=True)
 
 
 def print_summary(rows: list[dict]) -> None:
     runs = [r for r in RUNS if all(r in row for row in rows)]
+    mean = {r: float(np.mean([row[r]["mAA"] for row in rows])) for r in runs}
+    total = {r: sum(row[r]["wall_s"] for row in rows) for r in runs}
     line = f"{'mean / total':30s} |"
     for r in runs:
-        maa, wall = np.mean([row[r]["mAA"] for row in rows]), sum(row[r]["wall_s"] for row in rows)
-        line += f" {maa:13.3f} {'':6s} {wall:6.1f}s |"
+        line += f" {mean[r]:16.3f} {'':6s} {total[r]:6.1f}s {fold([row[r] for row in rows])} |"
+    for k in [k for k in VERSUS if k in runs]:
+        line += f" {mean['lightsfm'] - mean[k]:+17.3f}"
     if "sift" in runs:
-        a, b = (np.mean([row[r]["mAA"] for row in rows]) for r in ("lightsfm", "sift"))
-        ta, tb = (sum(row[r]["wall_s"] for row in rows) for r in ("lightsfm", "sift"))
-        line += f" {a / max(b, 1e-9):9.2f} {ta / tb:10.2f}"
+        line += f" {total['lightsfm'] / total['sift']:9.2f}"
     print(line)
+    for k in [k for k in VERSUS if k in runs]:
+        wins = sum(row["lightsfm"]["mAA"] > row[k]["mAA"] for row in rows)
+        print(f"lightsfm's mAA higher than {RUNS[k]} on {wins} of {len(rows)} scenes")
     print("\nseconds per stage")
     for row in rows:
         for r in [r for r in RUNS if r in row]:
             stages = ", ".join(f"{k} {v:.1f}" for k, v in row[r]["timings_s"].items())
-            print(f"{row['scene']:30s} {RUNS[r]:>8s}: {stages}")
+            camera = f" (camera mode {row[r]['camera_mode']})" if "camera_mode" in row[r] else ""
+            print(f"{row['scene']:30s} {RUNS[r]:>12s}: {stages}{camera}")
 
 
 if __name__ == "__main__":
