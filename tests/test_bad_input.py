@@ -81,6 +81,8 @@ def _corpus(root):
         "copy.png": "duplicate of",
         "dangling.jpg": "file not found",
         "truncated.jpg": "cannot be",
+        # issue 16: a PNG cut to its first third, named .jpg, passed reading and ended the run
+        "png-cut.jpg": "cannot be decoded (image file is truncated",
     }
     (root / "empty.jpg").write_bytes(b"")
     (root / "text.jpg").write_text("this is not a photo")
@@ -92,6 +94,8 @@ def _corpus(root):
     data = (root / "whole.jpg").read_bytes()
     (root / "truncated.jpg").write_bytes(data[: len(data) // 2])
     (root / "whole.jpg").unlink()
+    png = (TEMPLE / "templeSR0003.png").read_bytes()
+    (root / "png-cut.jpg").write_bytes(png[: len(png) // 3])
     (root / "notes.txt").write_text("not an image extension: ignored")
     Image.open(FOUNTAIN / "0004.jpg").save(root / "locked.jpg", quality=95)
     os.chmod(root / "locked.jpg", 0)

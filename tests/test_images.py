@@ -75,9 +75,11 @@ def test_bad_files_get_one_line_reasons(tmp_path):
     data = (tmp_path / "good.jpg").read_bytes()
     (tmp_path / "trunc.jpg").write_bytes(data[: len(data) // 3])
     infos, skipped = read_infos(tmp_path, list_images(tmp_path))
-    assert {i.name for i in infos} == {"good.jpg", "trunc.jpg"}  # truncation shows when decoding
-    assert set(skipped) == {"text.jpg", "empty.png", "tiny.png"}
+    # the whole file is decoded (at reduced size) when read: truncation shows there
+    assert {i.name for i in infos} == {"good.jpg"}
+    assert set(skipped) == {"text.jpg", "empty.png", "tiny.png", "trunc.jpg"}
     assert "too small" in skipped["tiny.png"]
+    assert "truncated" in skipped["trunc.jpg"]
     with pytest.raises(ImageError, match="trunc.jpg: cannot be decoded"):
         load_image(tmp_path / "trunc.jpg")
     assert all("\n" not in r for r in skipped.values())

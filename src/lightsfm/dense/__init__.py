@@ -35,8 +35,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..device import set_threads
-from ..errors import LightsfmError
-from ..images import load_image
+from ..errors import ImageError, LightsfmError
+from ..images import load_image, read_info
 from ..io import atomic_write_text
 from . import stereo
 
@@ -76,32 +76,45 @@ def _fingerprint(sparse: Path, image_dir: Path, conf: dict[str, Any]) -> str:
     return json.dumps([files, str(image_dir), {k: conf[k] for k in keys}], sort_keys=True, default=str)
 
 
-def upright_inputs(image_dir: Path, names: list[str], folder: Path) -> None:
+def upright_inputs(image_dir: Path, names: list[str], folder: Path) -> dict[str, str]:
     """``folder/<name>`` for every name: a link to the photo, or an upright 8-bit copy when the
-    photo needs an EXIF rotation or is in a form COLMAP reads differently from lightsfm."""
+    photo needs an EXIF rotation or is in a form COLMAP reads differently from lightsfm.
+
+    Returns the photos that can no longer be read (changed since the sparse run), with the
+    reason: they get no depth map and the others go on.
+    """
+    failed: dict[str, str] = {}
     for name in names:
         src, dst = Path(image_dir) / name, folder / name
         if dst.exists() or dst.is_symlink():
             continue
         dst.parent.mkdir(parents=True, exist_ok=True)
-        with Image.open(src) as im:
-            plain = im.getexif().get(0x0112, 1) == 1 and im.mode in ("RGB", "L") and im.format in ("JPEG", "PNG")
-        if plain:
-            os.symlink(src.resolve(), dst)
-        else:
-            rgb, _ = load_image(src)
-            tmp = dst.with_name(dst.name + ".tmp" + dst.suffix)
-            Image.fromarray(rgb).save(tmp, quality=95)
-            os.replace(tmp, dst)
+        try:
+            read_info(image_dir, name)  # decodes the whole file: COLMAP must not meet a broken one
+            with Image.open(src) as im:
+                plain = im.getexif().get(0x0112, 1) == 1 and im.mode in ("RGB", "L") and im.format in ("JPEG", "PNG")
+            if plain:
+                os.symlink(src.resolve(), dst)
+            else:
+                rgb, _ = load_image(src)
+                tmp = dst.with_name(dst.name + ".tmp" + dst.suffix)
+                Image.fromarray(rgb).save(tmp, quality=95)
+                os.replace(tmp, dst)
+        except (ImageError, OSError) as e:
+            failed[name] = e.reason if isinstance(e, ImageError) else str(e)
+            logger.warning("skipping %s", e)
+    return failed
 
 
 def _views(dense: Path, rec: pycolmap.Reconstruction, device: str) -> dict[str, stereo.View]:
+    """The undistorted images that exist and can be read (a photo skipped has none)."""
     views = {}
     for image in rec.images.values():
         cam = rec.cameras[image.camera_id]
         gray = cv2.imread(str(dense / "images" / image.name), cv2.IMREAD_GRAYSCALE)
         if gray is None:
-            raise LightsfmError(f"{dense / 'images' / image.name}: cannot read the undistorted image")
+            logger.warning("%s: cannot read the undistorted image; no depth map", dense / "images" / image.name)
+            continue
         p = image.cam_from_world()
         views[image.name] = stereo.View(
             image.name,
@@ -239,7 +252,8 @@ def main(output: Path, conf: dict[str, Any] | None = None, device: str = "cpu", 
         rec = pycolmap.Reconstruction(sparse)
         names = [im.name for im in rec.images.values() if im.has_pose]
         upright = dense / "inputs"
-        upright_inputs(image_dir, names, upright)
+        state["skipped"] = upright_inputs(image_dir, names, upright)
+        names = [n for n in names if n not in state["skipped"]]
         opts = pycolmap.UndistortCameraOptions()
         opts.max_image_size = conf["max_image_size"]
         pycolmap.undistort_images(dense, sparse, upright, image_names=names, undistort_options=opts)
@@ -260,6 +274,8 @@ def main(output: Path, conf: dict[str, Any] | None = None, device: str = "cpu", 
         _colmap_patch_match(dense, conf, names)
     elif conf["backend"] == "torch":
         views = _views(dense, udrec, device)
+        names = [n for n in names if n in views]
+        sources = {n: [s for s in src if s in views] for n, src in sources.items()}
         todo = [n for n in names if not _map_path(dense, "depth", n, "photometric").exists()]
         for n in tqdm(todo, desc="depth", unit="img"):
             with torch.inference_mode():
@@ -290,7 +306,12 @@ def main(output: Path, conf: dict[str, Any] | None = None, device: str = "cpu", 
     t = time.perf_counter()
     fused = fuse(dense, names, conf)
     timings["fusion"] = time.perf_counter() - t
-    summary: dict[str, Any] = {"images": len(names), "no_depth_map": no_depth, "fused_points": fused}
+    summary: dict[str, Any] = {
+        "images": len(names),
+        "no_depth_map": no_depth,
+        "skipped": state.get("skipped", {}),
+        "fused_points": fused,
+    }
     if conf["mesher"] != "none" and fused > 0:
         t = time.perf_counter()
         summary["mesh"] = mesh(dense / "fused.ply", dense / "mesh.ply", conf)

@@ -280,14 +280,15 @@ def main(
     set_threads()
     rotations: dict[str, int] = {}
     if conf["upright"]:
-        rotations, overlap = orientation.detect(image_dir, names, AlikedExtractor, device)
+        rotations, overlap = orientation.detect(image_dir, names, AlikedExtractor, device, failed)
         # kept for the pairs stage: which pairs share anything at all, found for free here
         rows = [{"pair": [a, b], "inliers": v} for (a, b), v in overlap.items()]
         atomic_write_text(prematch_path(path), json.dumps({"cheap": orientation.CHEAP, "pairs": rows}))
     extractor = AlikedExtractor(conf, device)
     with H5Appender(path, conf_str) as out:
-        for name in tqdm(todo, desc="extract", unit="img"):
+        for name in tqdm([n for n in todo if n not in failed], desc="extract", unit="img"):
             try:
+                # (a photo can change between reading and here: only ImageError comes out)
                 rgb, (w, h) = load_image(Path(image_dir) / name, conf["resize_max"])
             except ImageError as e:
                 failed[name] = e.reason

@@ -137,19 +137,35 @@ def synchronise(names: list[str], edges: dict[tuple[str, str], tuple[int, int]])
 
 
 def detect(
-    image_dir: Path, names: list[str], extractor_factory, device: str = "cpu"
+    image_dir: Path,
+    names: list[str],
+    extractor_factory,
+    device: str = "cpu",
+    failed: dict[str, str] | None = None,
 ) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
     """Number of counter-clockwise quarter turns (0–3) that makes each image upright, and
-    each pair's inliers at its best relative turn (a cheap guess of which pairs overlap)."""
+    each pair's inliers at its best relative turn (a cheap guess of which pairs overlap).
+
+    A photo that cannot be decoded is left out (its reason goes into ``failed``, with a
+    warning) and the others go on without it.
+    """
     extractor = extractor_factory(CHEAP, device)
     matcher = MutualNNMatcher({"ratio": 0.9}, device)
     turned: dict[str, list[dict]] = {}
-    for name in tqdm(names, desc="orientation", unit="img"):
+
+    def load(name: str) -> np.ndarray | None:
         try:
-            rgb, _ = load_image(Path(image_dir) / name, CHEAP["resize_max"])
-        except ImageError:
-            continue
-        turned[name] = [extractor(rgb)]
+            return load_image(Path(image_dir) / name, CHEAP["resize_max"])[0]
+        except ImageError as e:
+            if failed is not None:
+                failed[name] = e.reason
+                logger.warning("skipping %s", e)
+            return None
+
+    for name in tqdm(names, desc="orientation", unit="img"):
+        rgb = load(name)
+        if rgb is not None:
+            turned[name] = [extractor(rgb)]
     readable = list(turned)
     pairs = [(a, b) for i, a in enumerate(readable) for b in readable[i + 1 :]]
     upright = {
@@ -163,11 +179,16 @@ def detect(
     rest = [n for n in readable if n not in linked]
     if rest:
         for name in tqdm(rest, desc="orientation (turns)", unit="img"):
-            rgb, _ = load_image(Path(image_dir) / name, CHEAP["resize_max"])
+            rgb = load(name)  # (read again: it may have changed or vanished since)
+            if rgb is None:
+                del turned[name]
+                continue
             turned[name] += [extractor(np.ascontiguousarray(np.rot90(rgb, k))) for k in range(1, 4)]
-        scores |= relative_turns(turned, matcher, [p for p in pairs if p not in scores])
+        readable = [n for n in readable if n in turned]
+        todo = [p for p in pairs if p not in scores and p[0] in turned and p[1] in turned]
+        scores |= relative_turns(turned, matcher, todo)
     found = synchronise(readable, clear_turns(scores))
     for name, k in found.items():
         if k:
             logger.info("%s looks turned: extracting it rotated by %d°", name, 90 * k)
-    return found, {p: best for p, (_, best, _) in scores.items()}
+    return found, {p: best for p, (_, best, _) in scores.items() if p[0] in turned and p[1] in turned}

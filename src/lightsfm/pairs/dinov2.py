@@ -9,6 +9,7 @@ downloaded: without a checkpoint, retrieval falls back to VLAD.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from ..errors import ImageError, LightsfmError
 from ..images import load_image
 from ..io import H5Appender, h5_conf, h5_keys, name_to_key
 from ..weights import load_state_dict_checked
+
+logger = logging.getLogger(__name__)
 
 ARCHS = {"vits14": vit_small, "vitb14": vit_base}
 INPUT_SIZE = 224  # 16×16 patches of 14 px
@@ -92,7 +95,12 @@ def main(
                 try:
                     rgb, _ = load_image(Path(image_dir) / name, 448)
                 except ImageError as e:
-                    raise LightsfmError(str(e)) from None
+                    # It was extracted, so it changed since: without a descriptor (zeros) it
+                    # is still paired with its top-k, and one photo does not end the run.
+                    logger.warning("no global descriptor for %s", e)
+                    continue
                 out.add(name_to_key(name), {"global": describe(net, rgb, device)})
     with h5py.File(path, "r") as f:
-        return np.stack([f[name_to_key(n)]["global"][()] for n in names])
+        rows = {n: f[name_to_key(n)]["global"][()] for n in names if name_to_key(n) in f}
+    dim = len(next(iter(rows.values()))) if rows else 1
+    return np.stack([rows.get(n, np.zeros(dim, np.float32)) for n in names])
