@@ -166,6 +166,14 @@ def run_before(tree: Path, data: Path, key: str, out: Path) -> dict:
     return json.loads((out / "benchmark.json").read_text())["rows"][0]["lightsfm"]
 
 
+def git_state() -> dict:
+    """The commit measured, and the tracked files that differed from it (shared working trees)."""
+    git = ["git", "-C", str(ROOT)]
+    sha = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run([*git, "diff", "--name-only", "HEAD"], capture_output=True, text=True).stdout.split()
+    return {"commit": sha, "uncommitted": dirty}
+
+
 def score(models: list, paths: list[str], names: list[str], gt: dict, ths) -> dict:
     poses = imc.poses_from_models(models, names)
     placeholder = ev.Pose(np.eye(3), np.zeros(3))
@@ -246,6 +254,7 @@ def main() -> None:
         },
         "versions": {
             "lightsfm": __version__,
+            **git_state(),
             "torch": torch.__version__,
             "kornia": kornia.__version__,
             "pycolmap": pycolmap.__version__,
