@@ -8,8 +8,8 @@
 For each scene every pipeline starts from nothing (fresh output folders) in this one
 process: lightsfm at the chosen settings, then the SIFT peers, set up as a competent
 COLMAP user would: pycolmap's SIFT extraction (same image size as lightsfm) with one
-shared camera where the photos come from one camera (same size and EXIF make/model, or
-no EXIF: lightsfm's own camera grouping finds one group), exhaustive matching with its
+shared camera where the photos come from one camera (same size and EXIF make/model/focal,
+or no EXIF: lightsfm's own camera grouping finds one group), exhaustive matching with its
 geometric verification, then
   sift-shared     incremental mapping (row "sift"),
   sift-global     COLMAP's global mapper (GLOMAP) on a copy of the same database (row
