@@ -6,8 +6,10 @@ some images were skipped or left unregistered).
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -164,6 +166,24 @@ def _overrides(flags: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# What a full disk (or quota, or file-size limit) looks like from Python, h5py and pycolmap.
+_DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_DISK_FULL_TEXT = re.compile(
+    r"No space left on device|Disk quota exceeded|File too large|database or disk is full|errno = (?:27|28|122)\b"
+)
+
+
+def _disk_full(e: BaseException) -> str | None:
+    """One line for an error caused by a full disk, naming the file when known; None otherwise."""
+    text = str(e)
+    if getattr(e, "errno", None) not in _DISK_FULL_ERRNOS and not _DISK_FULL_TEXT.search(text):
+        return None
+    m = re.search(r"filename = '([^']*)'", text)
+    where = getattr(e, "filename", None) or (m.group(1) if m else "writing the outputs")
+    why = getattr(e, "strerror", None) or "no space left on the device"
+    return f"{where}: cannot be written ({why}); nothing written is broken: free some space and run again to resume"
+
+
 def _run(fn, verbose: bool) -> Any:
     """Runs a command body; errors become one line on stderr and an exit status."""
     _setup_logging(verbose)
@@ -180,7 +200,12 @@ def _run(fn, verbose: bool) -> Any:
     except Exception as e:
         if verbose:
             raise
-        typer.echo(f"error: {type(e).__name__}: {e} (run with --verbose for the traceback)", err=True)
+        full = _disk_full(e)
+        if full:
+            typer.echo(f"error: {full}", err=True)
+            raise typer.Exit(1) from None
+        text = " ".join(str(e).split())  # one line, whatever the library put in it
+        typer.echo(f"error: {type(e).__name__}: {text} (run with --verbose for the traceback)", err=True)
         raise typer.Exit(1) from None
 
 

@@ -7,14 +7,26 @@ process killed at any moment leaves either the old or the new complete file.
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import io
+import logging
 import os
-import shutil
+import resource
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote, unquote
 
 import h5py
 import numpy as np
+
+from .errors import LightsfmError
+
+logger = logging.getLogger(__name__)
+
+MIN_FREE_BYTES = 1 << 20  # less than this left after pycolmap wrote: it may have run out
 
 
 def name_to_key(name: str) -> str:
@@ -30,10 +42,86 @@ def pair_to_key(name0: str, name1: str) -> str:
     return f"{name_to_key(name0)}/{name_to_key(name1)}"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_bytes(path: Path, data: bytes | memoryview) -> None:
+    """Writes ``path`` through a temporary file renamed into place; on failure (a full disk)
+    the old file stays as it was, no temporary is left, and the OSError names ``path``."""
+    path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename is None:
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        raise
     os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def incompletely_written(files: list[Path]) -> Path | None:
+    """The first of the files pycolmap just wrote that cannot be trusted, or None.
+
+    pycolmap (COLMAP's C++ streams) does not report a failed write: a full disk leaves a
+    truncated file without a word, and reading one back can loop for ever. So a file that
+    stopped at the file-size limit, or any file when the disk has no room left after the
+    write (a write that ran out of room leaves the disk full), is not trusted.
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    for f in files:
+        if soft != resource.RLIM_INFINITY and Path(f).stat().st_size >= soft:
+            return Path(f)
+    for f in files:
+        st = os.statvfs(Path(f).parent)
+        if (st.f_bfree if os.geteuid() == 0 else st.f_bavail) * st.f_frsize < MIN_FREE_BYTES:
+            return Path(f)
+    return None
+
+
+def check_written(files: list[Path]) -> None:
+    """Raises OSError(ENOSPC) naming the file when ``incompletely_written`` finds one."""
+    bad = incompletely_written(files)
+    if bad is not None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(bad))
+
+
+@contextmanager
+def output_lock(output: Path) -> Iterator[None]:
+    """Holds an exclusive lock on ``output/.lock`` while a run writes there.
+
+    A second run on the same folder stops at once with one line instead of interleaving its
+    writes with the first. The lock is flock(2): the OS drops it when the process ends, even
+    when it is killed, so it is never left stuck (the file itself may stay; it means nothing).
+    """
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    fd = os.open(output / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise LightsfmError(
+                f"{output}: another lightsfm run (pid {pid}) is writing to this output folder; "
+                "wait for it to finish or choose another -o"
+            ) from None
+        except OSError as e:
+            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+            logger.warning("%s: file locks unsupported here; not protected against a second run", output)
+        try:  # who holds it, for the message above; best effort (the disk may be full)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def h5_keys(path: Path, depth: int = 1) -> set[str]:
@@ -87,12 +175,10 @@ class H5Appender:
         self._last = time.monotonic()
         if not self._pending and self.path.exists():
             return
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        if self.path.exists():
-            shutil.copyfile(self.path, tmp)
-        elif tmp.exists():
-            tmp.unlink()
-        with h5py.File(tmp, "a") as f:
+        # HDF5 edits a copy in memory and Python writes it out: a full disk then surfaces as
+        # a plain OSError here. (HDF5 writing to disk itself segfaulted on a failed write.)
+        buf = io.BytesIO(self.path.read_bytes() if self.path.exists() else b"")
+        with h5py.File(buf, "a") as f:
             f.attrs["conf"] = self.conf
             for key, data in self._pending.items():
                 if key in f:
@@ -103,7 +189,5 @@ class H5Appender:
                         grp.create_dataset(k, data=v)
                     else:
                         grp.attrs[k] = v
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        atomic_write_bytes(self.path, buf.getbuffer())
         self._pending.clear()

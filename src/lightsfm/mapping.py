@@ -22,6 +22,7 @@ from tqdm import tqdm
 from . import colmap
 from .errors import ImageError
 from .images import load_image
+from .io import check_written
 
 logger = logging.getLogger(__name__)
 
@@ -186,8 +187,7 @@ def main(
         point_colors(image_dir, rec)
         d = sparse_tmp / str(k)
         d.mkdir(parents=True)
-        rec.write(d)
-        rec.export_PLY(d / "points.ply")
+        write_model(rec, d)
     if models:  # which mapper made the models, and what it was weighed against
         (sparse_tmp / MAPPER_FILE).write_text(
             json.dumps({"method": conf["method"], "kept": chosen, "observations": counts})
@@ -200,6 +200,18 @@ def main(
     else:
         (output / "points.ply").unlink(missing_ok=True)  # not a previous run's cloud
     return models
+
+
+def write_model(rec: pycolmap.Reconstruction, folder: Path) -> None:
+    """``rec`` as COLMAP binary files and points.ply in ``folder``.
+
+    pycolmap does not report a failed write (a full disk leaves a truncated images.bin and
+    no error), so a write that may have run out of room is an OSError here, before the
+    model is renamed into place.
+    """
+    rec.write(folder)
+    rec.export_PLY(folder / "points.ply")
+    check_written(sorted(Path(folder).iterdir()))
 
 
 def read_mapper(output: Path) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from . import colmap, config, mapping, matching, pairs, verify
 from .errors import LightsfmError
 from .features import aliked
 from .images import list_images, read_infos
+from .io import output_lock
 
 
 @dataclass
@@ -79,12 +81,25 @@ def reconstruct(
     conf: dict[str, Any] | None = None,
     image_names: list[str] | None = None,
 ) -> Result:
-    """Reconstructs the images of ``image_dir`` (or just ``image_names``) into ``output``."""
+    """Reconstructs the images of ``image_dir`` (or just ``image_names``) into ``output``.
+
+    Holds ``output/.lock`` meanwhile: a second run on the same folder is refused at once.
+    """
+    with output_lock(output):
+        return _reconstruct(image_dir, output, conf, image_names)
+
+
+def _reconstruct(
+    image_dir: Path,
+    output: Path,
+    conf: dict[str, Any] | None = None,
+    image_names: list[str] | None = None,
+) -> Result:
     conf = config.merge(config.defaults(), conf or {})
     image_dir, output = Path(image_dir), Path(output)
     output.mkdir(parents=True, exist_ok=True)
     for stale in output.glob("*.tmp"):  # left by a killed run; the files they were to replace are intact
-        stale.unlink()
+        shutil.rmtree(stale) if stale.is_dir() else stale.unlink()  # (sparse.tmp is a folder)
     timer = _Timer()
     device = conf["device"]
 

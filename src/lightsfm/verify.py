@@ -20,6 +20,7 @@ import pycolmap
 from tqdm import tqdm
 
 from . import colmap
+from .errors import LightsfmError
 from .images import ImageInfo
 from .io import name_to_key, pair_to_key
 
@@ -84,55 +85,68 @@ def main(
         scale = {i.name: float(ff[name_to_key(i.name)].attrs["scale"]) for i in infos}
     database = Path(database)
     tmp = database.with_name(database.name + ".tmp")
-    db, ids = colmap.create_database(tmp, infos, kpts, conf["camera_mode"], conf["camera_model"])
-    cameras = {c.camera_id: c for c in db.read_all_cameras()}
-    cam_of = {im.name: cameras[im.camera_id] for im in db.read_all_images()}
-    tvg_opts = pycolmap.TwoViewGeometryOptions()
-    tvg_opts.min_num_inliers = conf["min_inliers"]
-    tvg_opts.ransac.confidence = conf["confidence"]
-    tvg_opts.ransac.max_num_trials = conf["max_iterations"]
-    tvg_opts.ransac.random_seed = 0
-    stats: dict[str, Any] = {"pairs": 0, "verified": 0, "inliers": {}}
-    with h5py.File(match_file, "r") as fm, db, pycolmap.DatabaseTransaction(db):
-        for a, b in tqdm(pairs, desc="verify", unit="pair"):
-            if a not in ids or b not in ids:
-                continue
-            key, swap = pair_to_key(a, b), False
-            if key not in fm:
-                key, swap = pair_to_key(b, a), True
+    # SQLite's side files (write-ahead log) go with the temporary database
+    side = [tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")]
+    for f in side:  # left by a killed or failed run
+        f.unlink(missing_ok=True)
+    try:
+        db, ids = colmap.create_database(tmp, infos, kpts, conf["camera_mode"], conf["camera_model"])
+        cameras = {c.camera_id: c for c in db.read_all_cameras()}
+        cam_of = {im.name: cameras[im.camera_id] for im in db.read_all_images()}
+        tvg_opts = pycolmap.TwoViewGeometryOptions()
+        tvg_opts.min_num_inliers = conf["min_inliers"]
+        tvg_opts.ransac.confidence = conf["confidence"]
+        tvg_opts.ransac.max_num_trials = conf["max_iterations"]
+        tvg_opts.ransac.random_seed = 0
+        stats: dict[str, Any] = {"pairs": 0, "verified": 0, "inliers": {}}
+        with h5py.File(match_file, "r") as fm, db, pycolmap.DatabaseTransaction(db):
+            for a, b in tqdm(pairs, desc="verify", unit="pair"):
+                if a not in ids or b not in ids:
+                    continue
+                key, swap = pair_to_key(a, b), False
                 if key not in fm:
-                    continue
-            m0 = fm[key]["matches0"][()]
-            valid = (m0 > -1) & (fm[key]["scores0"][()] >= conf["min_match_score"])
-            matches = np.stack([np.nonzero(valid)[0], m0[valid]], 1)
-            if swap:
-                matches = matches[:, ::-1]
-            stats["pairs"] += 1
-            db.write_matches(ids[a], ids[b], matches.astype(np.uint32))
-            p0, p1 = kpts[a][matches[:, 0]], kpts[b][matches[:, 1]]
-            thr = conf["threshold"] * 0.5 * (scale[a] + scale[b])
-            if conf["method"] == "magsac":
-                F, inl = ransac_fundamental(p0, p1, thr, conf["confidence"], conf["max_iterations"])
-                if inl.sum() < conf["min_inliers"]:
-                    continue
-                tvg = colmap.two_view_geometry(matches[inl], F)
-            elif conf["method"] == "colmap":
-                tvg_opts.ransac.max_error = thr
-                tvg = pycolmap.estimate_two_view_geometry(
-                    cam_of[a],
-                    p0 + 0.5,
-                    cam_of[b],
-                    p1 + 0.5,
-                    np.stack([np.arange(len(p0)), np.arange(len(p0))], 1).astype(np.uint32),
-                    tvg_opts,
-                )
-                if len(tvg.inlier_matches) < conf["min_inliers"]:
-                    continue
-                tvg.inlier_matches = matches[tvg.inlier_matches[:, 0]].astype(np.uint32)
-            else:
-                raise ValueError(f"unknown verification method {conf['method']!r} (magsac, colmap)")
-            db.write_two_view_geometry(ids[a], ids[b], tvg)
-            stats["verified"] += 1
-            stats["inliers"][(a, b)] = len(tvg.inlier_matches)
+                    key, swap = pair_to_key(b, a), True
+                    if key not in fm:
+                        continue
+                m0 = fm[key]["matches0"][()]
+                valid = (m0 > -1) & (fm[key]["scores0"][()] >= conf["min_match_score"])
+                matches = np.stack([np.nonzero(valid)[0], m0[valid]], 1)
+                if swap:
+                    matches = matches[:, ::-1]
+                stats["pairs"] += 1
+                db.write_matches(ids[a], ids[b], matches.astype(np.uint32))
+                p0, p1 = kpts[a][matches[:, 0]], kpts[b][matches[:, 1]]
+                thr = conf["threshold"] * 0.5 * (scale[a] + scale[b])
+                if conf["method"] == "magsac":
+                    F, inl = ransac_fundamental(p0, p1, thr, conf["confidence"], conf["max_iterations"])
+                    if inl.sum() < conf["min_inliers"]:
+                        continue
+                    tvg = colmap.two_view_geometry(matches[inl], F)
+                elif conf["method"] == "colmap":
+                    tvg_opts.ransac.max_error = thr
+                    tvg = pycolmap.estimate_two_view_geometry(
+                        cam_of[a],
+                        p0 + 0.5,
+                        cam_of[b],
+                        p1 + 0.5,
+                        np.stack([np.arange(len(p0)), np.arange(len(p0))], 1).astype(np.uint32),
+                        tvg_opts,
+                    )
+                    if len(tvg.inlier_matches) < conf["min_inliers"]:
+                        continue
+                    tvg.inlier_matches = matches[tvg.inlier_matches[:, 0]].astype(np.uint32)
+                else:
+                    raise ValueError(f"unknown verification method {conf['method']!r} (magsac, colmap)")
+                db.write_two_view_geometry(ids[a], ids[b], tvg)
+                stats["verified"] += 1
+                stats["inliers"][(a, b)] = len(tvg.inlier_matches)
+    except RuntimeError as e:
+        # COLMAP reports a full disk only as a failed SQLite call; the old database stays
+        for f in side:
+            f.unlink(missing_ok=True)
+        msg = " ".join(str(e).split())
+        raise LightsfmError(
+            f"{database}: cannot be written (COLMAP: {msg}); if the disk is full, free some space and run again"
+        ) from None
     os.replace(tmp, database)
     return stats

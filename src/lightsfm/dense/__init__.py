@@ -37,7 +37,7 @@ from tqdm import tqdm
 from ..device import set_threads
 from ..errors import ImageError, LightsfmError
 from ..images import load_image, read_info
-from ..io import atomic_write_text
+from ..io import atomic_write_text, check_written
 from . import stereo
 
 logger = logging.getLogger(__name__)
@@ -161,6 +161,7 @@ def _write_maps(dense: Path, name: str, which: str, depth: torch.Tensor, K: torc
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         m.write(tmp)
+        check_written([tmp])  # pycolmap says nothing when the disk is full
         os.replace(tmp, path)  # the depth map last: its presence marks the image done
 
 
@@ -344,6 +345,7 @@ def fuse(dense: Path, names: list[str], conf: dict[str, Any]) -> int:
     opts.max_image_size = conf["max_image_size"]
     tmp = dense / "fused.tmp.ply"
     rec = pycolmap.stereo_fusion(tmp, dense, input_type="geometric", options=opts, output_type="PLY")
+    check_written([p for p in (tmp, Path(f"{tmp}.vis")) if p.exists()])
     n = rec.num_points3D() if rec is not None else len(read_ply_points(tmp)[0])
     for suffix in ("", ".vis"):
         if Path(f"{tmp}{suffix}").exists():
@@ -389,6 +391,7 @@ def mesh(fused: Path, out: Path, conf: dict[str, Any]) -> dict[str, int]:
     opts.num_threads = os.cpu_count() or 1
     tmp = out.with_name(out.stem + ".tmp.ply")
     pycolmap.poisson_meshing(fused, tmp, opts)
+    check_written([tmp])
     os.replace(tmp, out)
     with open(out, "rb") as f:
         counts = {}
