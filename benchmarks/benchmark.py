@@ -196,6 +196,7 @@ def main() -> None:
     )
     ap.add_argument("--before", metavar="GIT-REV", help="also run lightsfm as of this commit, at its defaults")
     args = ap.parse_args()
+    git = git_state()  # at the start: others may edit a shared working tree while this runs
     peers = [] if args.no_baseline else [p for p in args.peers.split(",") if p]
     if unknown := set(peers) - set(PEERS):
         ap.error(f"unknown peer(s) {', '.join(sorted(unknown))}; choose from {', '.join(PEERS)}")
@@ -254,7 +255,7 @@ def main() -> None:
         },
         "versions": {
             "lightsfm": __version__,
-            **git_state(),
+            **git,
             "torch": torch.__version__,
             "kornia": kornia.__version__,
             "pycolmap": pycolmap.__version__,
