@@ -125,3 +125,39 @@ def test_good_photos_reconstruct_among_broken_files(corpus, tmp_path):
     # (the odd photos are views of the castle: they may make a model of their own)
     temple = max(sum(im.name.startswith("templeSR") for im in m.images.values() if im.has_pose) for m in result.models)
     assert temple >= 6, result.summary()
+
+
+MEASURE = """
+import resource, sys
+from pathlib import Path
+from lightsfm.errors import ImageError
+from lightsfm.images import load_image, read_info
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+for p in map(Path, sys.argv[1:]):
+    try:
+        read_info(p.parent, p.name)
+        rgb, size = load_image(p, 1024)
+        print(p.name, "used", rgb.shape[1], rgb.shape[0], size[0], size[1])
+    except ImageError as e:
+        print(p.name, "skipped", e.reason)
+print("grew_mb", (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+def test_huge_jpeg_is_decoded_small_and_bombs_allocate_nothing(corpus, tmp_path):
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    root, cases = corpus
+    Image.new("RGB", (12000, 9000), (90, 120, 150)).save(tmp_path / "huge.jpg", quality=50)
+    bombs = [str(root / n) for n, c in cases.items() if c.kind.startswith("bomb")]
+    r = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(tmp_path / "huge.jpg"), *bombs], capture_output=True, text=True, timeout=120
+    )
+    lines = r.stdout.splitlines()
+    assert lines[0] == "huge.jpg used 1024 768 12000 9000", r.stdout + r.stderr
+    assert all(" skipped declared size too large" in ln for ln in lines[1:-1]) and len(lines) == len(bombs) + 2
+    # a 12000×9000 RGB image is 324 MB: libjpeg decodes it at 1/8 (measured: +27 MB peak)
+    assert int(lines[-1].split()[1]) < 100, lines[-1]

@@ -50,6 +50,7 @@ Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 # What PIL's plugins raise on hostile files besides OSError: struct.error, IndexError,
 # SyntaxError, ZeroDivisionError, … — any of them means this one photo cannot be used.
 _DECODE_ERRORS = (Exception,)
+_REDUCIBLE = {"RGB", "RGBA", "L", "LA", "CMYK", "I", "F"}  # modes Image.reduce averages correctly
 # Characters that would break the line- and tab-separated files the stages share (pair lists).
 _BAD_NAME_CHARS = frozenset("\t\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029") | frozenset(map(chr, range(32)))
 
@@ -287,6 +288,10 @@ def load_image(path: Path, max_size: int | None = None) -> tuple[np.ndarray, tup
                 # exists at full size in memory
                 im.draft("RGB", (w0 * max_size // max(w0, h0), h0 * max_size // max(w0, h0)))
             im.load()
+            if max_size and max(im.size) >= 2 * max_size and im.mode in _REDUCIBLE:
+                # other formats decode at full size: shrink by an integer factor (box
+                # filter) before any converted copy is made, then resize exactly below
+                im = im.reduce(max(im.size) // max_size)
             if orientation in _TRANSPOSE:
                 im = im.transpose(_TRANSPOSE[orientation])
             rgb = _to_rgb8(im)
@@ -297,8 +302,10 @@ def load_image(path: Path, max_size: int | None = None) -> tuple[np.ndarray, tup
     full_size = (h0, w0) if orientation in (5, 6, 7, 8) else (w0, h0)
     h, w = rgb.shape[:2]
     if max_size and max(h, w) > max_size:
-        s = max_size / max(h, w)
-        size = (max(1, round(w * s)), max(1, round(h * s)))
+        # sized from the original, not from a draft or reduced copy: the same size whatever
+        # path the decoding took
+        s = max_size / max(full_size)
+        size = (max(1, round(full_size[0] * s)), max(1, round(full_size[1] * s)))
         rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
     return rgb, full_size
 
