@@ -4,6 +4,8 @@ and command-line flags (in that order, later wins)."""
 from __future__ import annotations
 
 import copy
+import math
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -40,12 +42,131 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# Allowed values of the settings that name a choice.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "features.model": ("aliked-n16", "aliked-n16rot", "aliked-n32", "aliked-t16"),
+    "pairs.strategy": ("auto", "exhaustive", "retrieval"),
+    "pairs.global_descriptor": ("auto", "dinov2", "vlad"),
+    "pairs.dinov2_model": ("vits14", "vitb14"),
+    "matching.model": ("mnn+lightglue", "mnn", "lightglue"),
+    "matching.features": ("aliked",),
+    "verify.method": ("magsac", "colmap"),
+    "verify.camera_mode": ("auto", "single", "per-image"),
+    "mapping.method": ("auto", "incremental", "global", "best"),
+    "dense.backend": ("torch", "colmap-cuda"),
+    "dense.mesher": ("poisson", "none"),
+}
+# [low, high] of numeric settings; a number not listed must be finite, ≥ 0 and ≤ 1e9.
+RANGES: dict[str, tuple[float, float]] = {
+    "features.max_keypoints": (1, 100_000),
+    "features.detection_threshold": (0, 1),
+    "features.nms_radius": (0, 64),
+    "features.resize_max": (64, 20_000),
+    "pairs.topk": (1, 100_000),
+    "pairs.similarity_threshold": (-1, 1),
+    "matching.min_similarity": (-1, 1),
+    "matching.ratio": (0, 1),
+    "matching.depth_confidence": (-1, 1),  # -1: off
+    "matching.width_confidence": (-1, 1),
+    "matching.filter_threshold": (0, 1),
+    "matching.lightglue_max_keypoints": (1, 100_000),
+    "verify.threshold": (1e-3, 1000),
+    "verify.confidence": (0, 1),
+    "verify.max_iterations": (1, 10_000_000),
+    "verify.min_inliers": (1, 1_000_000),
+    "verify.min_match_score": (0, 1),
+    "mapping.min_model_size": (2, 1_000_000),
+    "mapping.max_num_models": (1, 1000),
+    "mapping.seed": (0, 2**31 - 1),
+    "mapping.num_threads": (0, 1024),  # 0: all cores
+    "mapping.init_min_tri_angle": (0, 90),
+    "mapping.min_tri_angle": (0, 90),
+    "mapping.ba_local_max_refinements": (0, 100),
+    "mapping.ba_global_max_refinements": (0, 100),
+    "dense.max_image_size": (64, 20_000),
+    "dense.num_src": (1, 100),
+    "dense.view_selection_angle": (0, 90),
+    "dense.stereo.num_depths": (2, 4096),
+    "dense.stereo.window": (3, 63),
+    "dense.fusion_max_normal_error": (0, 180),
+    "dense.poisson_depth": (1, 16),
+}
+_DEVICE = re.compile(r"cpu|cuda(:\d+)?|mps")
+
+
+def _check(path: str, default: Any, value: Any) -> None:
+    """Raises a one-line LightsfmError naming the setting and the value when ``value`` is
+    not of the default's kind or out of its range."""
+
+    if type(value) is type(default) and value == default:
+        return  # the shipped defaults are trusted as they are
+
+    def bad(why: str) -> LightsfmError:
+        shown = repr(value)
+        return LightsfmError(f"setting {path} = {shown[:60] + '…' if len(shown) > 60 else shown}: {why}")
+
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise bad("must be true or false")
+        return
+    if isinstance(default, int | float):
+        whole = isinstance(default, int)
+        if isinstance(value, bool) or not isinstance(value, int | float) or (whole and not isinstance(value, int)):
+            raise bad("must be a whole number" if whole else "must be a number")
+        if not math.isfinite(value):
+            raise bad("must be finite")
+        lo, hi = RANGES.get(path, (0, 1e9))
+        if not lo <= value <= hi:
+            raise bad(f"must be between {lo:g} and {hi:g}")
+        return
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise bad("must be a string")
+        if path in CHOICES and value not in CHOICES[path]:
+            raise bad(f"one of {', '.join(CHOICES[path])}")
+        if path == "device" and not _DEVICE.fullmatch(value):
+            raise bad("cpu, cuda, cuda:<n> or mps")
+        if path == "verify.camera_model" and value != "auto":
+            import cv2  # noqa: F401  (before pycolmap: see STACK.md)
+            import pycolmap
+
+            if value not in pycolmap.CameraModelId.__members__ or value == "INVALID":
+                raise bad("auto or a COLMAP camera model (SIMPLE_RADIAL, PINHOLE, OPENCV, …)")
+        return
+    if path == "dense.depth_range" and value is not None:
+        ok = isinstance(value, list | tuple) and len(value) == 2
+        ok = ok and all(isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in value)
+        if not (ok and 0 < value[0] < value[1]):
+            raise bad("[near, far] with 0 < near < far")
+    elif default is None and value is not None and not isinstance(value, str):  # file paths
+        raise bad("must be a file path (a string)")
+
+
+def validate(conf: dict[str, Any], defaults_: dict[str, Any] | None = None, prefix: str = "") -> None:
+    """Checks every value of ``conf`` against the kind and range of its default."""
+    defaults_ = defaults() if defaults_ is None else defaults_
+    for k, v in conf.items():
+        path = f"{prefix}{k}"
+        if k not in defaults_:
+            continue  # unknown keys are merge's error
+        d = defaults_[k]
+        if isinstance(d, dict):
+            if not isinstance(v, dict):
+                raise LightsfmError(f"setting {path} must be a table of settings, not {v!r:.60}")
+            if k != "pycolmap":  # any pycolmap option: pycolmap checks them
+                validate(v, d, f"{path}.")
+        else:
+            _check(path, d, v)
+
+
 def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     """Deep merge of ``update`` onto a copy of ``base``; unknown keys are errors."""
+    if not isinstance(update, dict):
+        raise LightsfmError(f"settings must be a table, not {update!r:.60}")
     out = copy.deepcopy(base)
     for k, v in update.items():
         if k not in out:
-            raise LightsfmError(f"unknown setting {k!r}; known: {', '.join(out)}")
+            raise LightsfmError(f"unknown setting {k!r}; known: {', '.join(map(str, out))}")
         if isinstance(out[k], dict) and isinstance(v, dict) and k != "pycolmap":
             out[k] = merge(out[k], v)
         else:
@@ -54,13 +175,18 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 
 def load(preset: str = "default", file: Path | None = None, overrides: dict[str, Any] | None = None) -> dict:
-    """The full settings for a run."""
+    """The full settings for a run; a bad value is a one-line error naming it (and the file)."""
     if preset not in PRESETS:
         raise LightsfmError(f"unknown preset {preset!r}; one of {', '.join(PRESETS)}")
     conf = merge(defaults(), PRESETS[preset])
     if file is not None:
         try:
             conf = merge(conf, tomllib.loads(Path(file).read_text()))
-        except (OSError, tomllib.TOMLDecodeError) as e:
+            validate(conf)
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
             raise LightsfmError(f"{file}: cannot read config ({e})") from None
-    return merge(conf, overrides or {})
+        except LightsfmError as e:
+            raise LightsfmError(f"{file}: {e}") from None
+    conf = merge(conf, overrides or {})
+    validate(conf)
+    return conf

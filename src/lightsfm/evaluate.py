@@ -42,31 +42,58 @@ class Pose:
     t: np.ndarray  # (3,)
 
 
-def _floats(text: str, n: int, where: str) -> np.ndarray:
+def _floats(text: str | None, n: int, where: str) -> np.ndarray:
+    if not isinstance(text, str):  # a short row: csv gives None for the missing fields
+        raise LightsfmError(f"{where}: missing field (expected {n} ';'-separated numbers)")
     try:
         v = np.array([float(x) for x in text.split(";")], dtype=np.float64)
     except ValueError:
-        raise LightsfmError(f"{where}: not {n} ';'-separated numbers: {text!r}") from None
+        raise LightsfmError(f"{where}: not {n} ';'-separated numbers: {text[:80]!r}") from None
     if v.size != n or not np.all(np.isfinite(v)):
-        raise LightsfmError(f"{where}: expected {n} finite ';'-separated numbers, got {text!r}")
+        raise LightsfmError(f"{where}: expected {n} finite ';'-separated numbers, got {text[:80]!r}")
     return v
+
+
+def _csv_rows(path: Path, need: set[str]) -> list[dict[str, Any]]:
+    """The rows of a CSV with the ``need`` columns; any unreadable file is a one-line error."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            columns = set(reader.fieldnames or ())
+    except OSError as e:
+        raise LightsfmError(f"{path}: cannot be read ({e.strerror or e})") from None
+    except UnicodeDecodeError:
+        raise LightsfmError(f"{path}: not a text (UTF-8) CSV file") from None
+    except csv.Error as e:
+        raise LightsfmError(f"{path}: not a CSV file ({e})") from None
+    if not need <= columns:
+        raise LightsfmError(f"{path}: missing columns {sorted(need - columns)}")
+    return rows
+
+
+ROTATION_TOLERANCE = 1e-3  # |RᵀR − I| and |det R − 1|: labels carry 6 significant digits
 
 
 def read_poses(path: Path) -> dict[tuple[str, str], dict[str, Pose]]:
     """{(dataset, scene): {image_path: Pose}} from a train_labels.csv or submission.csv."""
     out: dict[tuple[str, str], dict[str, Pose]] = defaultdict(dict)
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-    except OSError as e:
-        raise LightsfmError(f"{path}: cannot be read ({e.strerror})") from None
     need = {"dataset", "scene", "image_path", "rotation_matrix", "translation_vector"}
-    if rows and not need <= rows[0].keys():
-        raise LightsfmError(f"{path}: missing columns {sorted(need - rows[0].keys())}")
-    for i, row in enumerate(rows, start=2):
+    first: dict[tuple[str, str, str], int] = {}
+    for i, row in enumerate(_csv_rows(path, need), start=2):
         where = f"{path}:{i}"
+        if None in row:  # more fields than columns
+            raise LightsfmError(f"{where}: {len(row) - 1 + len(row[None])} fields, the header has {len(row) - 1}")
+        if any(not isinstance(row[k], str) or not row[k] for k in ("dataset", "scene", "image_path")):
+            raise LightsfmError(f"{where}: empty or missing dataset, scene or image_path")
         R = _floats(row["rotation_matrix"], 9, where).reshape(3, 3)
         t = _floats(row["translation_vector"], 3, where)
+        if np.abs(R.T @ R - np.eye(3)).max() > ROTATION_TOLERANCE or abs(np.linalg.det(R) - 1) > ROTATION_TOLERANCE:
+            raise LightsfmError(f"{where}: rotation_matrix is not a rotation: {row['rotation_matrix'][:80]!r}")
+        key = (row["dataset"], row["scene"], row["image_path"])
+        if key in first:
+            raise LightsfmError(f"{where}: {row['image_path']} again (first on line {first[key]})")
+        first[key] = i
         out[(row["dataset"], row["scene"])][row["image_path"]] = Pose(R, t)
     return dict(out)
 
@@ -94,13 +121,23 @@ def write_poses(path: Path, poses: dict[tuple[str, str], dict[str, Pose]]) -> No
 def read_thresholds(path: Path) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
     """Per-scene thresholds from a CSV like ../shared/data/thresholds.csv."""
     out = {}
-    with open(path, newline="") as f:
-        for i, row in enumerate(csv.DictReader(f), start=2):
-            rot = np.array([float(x) for x in row["rotation_thresholds_deg"].split(";")])
-            tr = np.array([float(x) for x in row["translation_thresholds"].split(";")])
-            if len(rot) != len(tr):
-                raise LightsfmError(f"{path}:{i}: {len(rot)} rotation but {len(tr)} translation thresholds")
-            out[(row["dataset"], row["scene"])] = (rot, tr)
+    need = {"dataset", "scene", "rotation_thresholds_deg", "translation_thresholds"}
+    for i, row in enumerate(_csv_rows(path, need), start=2):
+        where = f"{path}:{i}"
+        values = []
+        for col in ("rotation_thresholds_deg", "translation_thresholds"):
+            text = row[col]
+            try:
+                v = np.array([float(x) for x in text.split(";")]) if isinstance(text, str) else None
+            except ValueError:
+                v = None
+            if v is None or not v.size or not np.all(np.isfinite(v) & (v > 0)):
+                raise LightsfmError(f"{where}: {col} is not ';'-separated positive numbers: {str(text)[:80]!r}")
+            values.append(v)
+        rot, tr = values
+        if len(rot) != len(tr):
+            raise LightsfmError(f"{where}: {len(rot)} rotation but {len(tr)} translation thresholds")
+        out[(row["dataset"], row["scene"])] = (rot, tr)
     return out
 
 
