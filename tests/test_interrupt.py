@@ -101,3 +101,51 @@ def test_sigkill_in_every_stage_then_resume_gives_the_uninterrupted_result(tmp_p
     stdout, _ = p.communicate(timeout=600)
     assert {f: f.stat().st_mtime_ns for f in out.glob("*.h5")} == mtimes
     assert "extract 0.0s" in stdout and "match 0.0s" in stdout
+
+    # the dense stage: killed in each of its steps, resumed, the same depth maps and cloud
+    ref_dense = _dense(ref)
+    _, stderr = ref_dense.communicate(timeout=600)
+    assert ref_dense.returncode == 0, stderr
+    killed_in = []
+    for step, marker in DENSE_MARKERS.items():
+        p = _dense(out)
+        while p.poll() is None and not list(out.glob(marker)):
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 0.2))
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+            killed_in.append(step)
+        p.wait()
+    assert {"undistort", "depth"} <= set(killed_in), killed_in
+    p = _dense(out)
+    stdout, stderr = p.communicate(timeout=600)
+    assert p.returncode == 0, stderr
+    assert not list((out / "dense").rglob("*.tmp*")), list((out / "dense").rglob("*.tmp*"))
+    for f in sorted((ref / "dense" / "stereo" / "depth_maps").glob("*.bin")):
+        assert f.read_bytes() == (out / "dense" / "stereo" / "depth_maps" / f.name).read_bytes(), f.name
+    assert _ply_points(out) == _ply_points(ref) > 0
+
+
+# What each step of the dense stage leaves on disk while it runs.
+DENSE_MARKERS = {
+    "undistort": "dense/inputs",
+    "depth": "dense/stereo/depth_maps/*.photometric.bin",
+    "consistency": "dense/stereo/depth_maps/*.geometric.bin",
+}
+
+
+def _dense(out):
+    return subprocess.Popen(
+        [sys.executable, "-m", "lightsfm.cli", "dense", str(out), "--max-size", "240", "--num-depths", "24"]
+        + ["--iterations", "1", "--mesher", "none"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TQDM_DISABLE": "1"},
+    )
+
+
+def _ply_points(out):
+    from lightsfm.dense import read_ply_points
+
+    return len(read_ply_points(out / "dense" / "fused.ply")[0])
