@@ -161,3 +161,27 @@ def test_huge_jpeg_is_decoded_small_and_bombs_allocate_nothing(corpus, tmp_path)
     assert all(" skipped declared size too large" in ln for ln in lines[1:-1]) and len(lines) == len(bombs) + 2
     # a 12000×9000 RGB image is 324 MB: libjpeg decodes it at 1/8 (measured: +27 MB peak)
     assert int(lines[-1].split()[1]) < 100, lines[-1]
+
+
+def test_a_photo_broken_after_reading_is_skipped_by_turn_detection_extraction_and_dense(tmp_path):
+    """Reading passed, then the file changed: the later stages skip it with its reason."""
+    from PIL import Image
+
+    from lightsfm.dense import upright_inputs
+    from lightsfm.features import aliked
+    from lightsfm.io import h5_keys
+
+    for i, p in enumerate(DEMO_PHOTOS[:3]):
+        Image.open(p).convert("RGB").resize((320, 240)).save(tmp_path / f"{i}.jpg")
+    infos, _ = read_infos(tmp_path, list_images(tmp_path))
+    assert len(infos) == 3
+    data = (tmp_path / "1.jpg").read_bytes()
+    (tmp_path / "1.jpg").write_bytes(data[: len(data) // 3])
+    out = tmp_path / "out"
+    out.mkdir()
+    conf = {"max_keypoints": 128, "resize_max": 320, "upright": True}
+    path, failed = aliked.main(tmp_path, [i.name for i in infos], out, conf)
+    assert set(failed) == {"1.jpg"} and "truncated" in failed["1.jpg"]
+    assert h5_keys(path) == {"0.jpg", "2.jpg"}
+    skipped = upright_inputs(tmp_path, ["0.jpg", "1.jpg", "2.jpg"], tmp_path / "inputs")
+    assert set(skipped) == {"1.jpg"} and sorted(p.name for p in (tmp_path / "inputs").iterdir()) == ["0.jpg", "2.jpg"]
