@@ -1,7 +1,8 @@
 """The ``lightsfm`` command: ``reconstruct`` runs everything; each stage is also a subcommand.
 
 Exit status: 0 success, 1 failure, 2 bad usage, 3 partial success (a model was built but
-some images were skipped or left unregistered).
+some images were skipped or left unregistered), 4 the model failed its fold checks (it
+contradicts verified pairs: it may be folded; see the summary's warning).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ app = typer.Typer(
 )
 logger = logging.getLogger("lightsfm")
 EXIT_PARTIAL = 3
+EXIT_SUSPECT = 4
 
 # Options shared by several subcommands (None: keep the preset's value).
 Output = Annotated[Path, typer.Option("--output", "-o", help="Output folder (created; reused to resume).")]
@@ -277,6 +279,8 @@ def reconstruct(
         if not result.models:
             typer.echo(f"error: {images}: no model could be built (too few verified matches)", err=True)
             raise typer.Exit(1)
+        if result.suspect():  # a wrong model is worse news than a missing photo
+            raise typer.Exit(EXIT_SUSPECT)
         if result.skipped or result.unregistered():
             raise typer.Exit(EXIT_PARTIAL)
 

@@ -163,6 +163,32 @@ def incremental_mapping(
     return sorted(models.values(), key=lambda r: r.num_reg_images(), reverse=True)
 
 
+def reregister(
+    database: Path,
+    image_dir: Path,
+    rec: pycolmap.Reconstruction,
+    names: list[str],
+    work_dir: Path,
+    options: pycolmap.IncrementalPipelineOptions,
+) -> pycolmap.Reconstruction:
+    """``rec`` with the images ``names`` taken out and registered again by the incremental
+    mapper, continuing from the rest of the model held fixed (it may also add images the
+    model had left out). ``options`` is changed."""
+    rec = pycolmap.Reconstruction(rec)
+    for image in rec.images.values():
+        if image.name in names and image.has_pose:
+            rec.deregister_frame(image.frame_id)
+    shutil.rmtree(work_dir, ignore_errors=True)
+    (work_dir / "input").mkdir(parents=True)
+    rec.write(work_dir / "input")
+    options.fix_existing_frames = True
+    models = pycolmap.incremental_mapping(
+        database, image_dir, work_dir / "output", options, input_path=work_dir / "input"
+    )
+    shutil.rmtree(work_dir, ignore_errors=True)
+    return max(models.values(), key=lambda r: r.num_reg_images()) if models else rec
+
+
 def global_options(conf: dict[str, Any]) -> pycolmap.GlobalPipelineOptions:
     """Global (GLOMAP) pipeline options from lightsfm's mapping conf."""
     opts = pycolmap.GlobalPipelineOptions()

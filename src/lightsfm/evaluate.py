@@ -201,6 +201,9 @@ def pose_auc(errors: np.ndarray, thresholds: list[float]) -> list[float]:
     return aucs
 
 
+FOLD_DEG = 30.0
+
+
 def is_placeholder(p: Pose) -> bool:
     """R = I and t = 0: how a submission marks an unregistered image."""
     return bool(np.array_equal(p.R, np.eye(3)) and not np.any(p.t))
@@ -216,6 +219,8 @@ def evaluate_scene(
     names = sorted(gt)
     th_r, th_t = thresholds
     err_r, err_t, err_max = [], [], []
+    posed = [not is_placeholder(pred[n]) for n in names]
+    err_r_posed = []  # pairs of registered images only: how a fold shows
     for i in range(len(names)):
         for j in range(i + 1, len(names)):
             dR_gt, dT_gt = relative_pose(gt[names[i]], gt[names[j]])
@@ -224,6 +229,8 @@ def evaluate_scene(
             err_r.append(er)
             err_t.append(et)
             err_max.append(max(er, ed))
+            if posed[i] and posed[j]:
+                err_r_posed.append(er)
     er_, et_ = np.array(err_r), np.array(err_t)
     if len(er_) == 0:
         acc = acc_r = acc_t = np.zeros(len(th_r))
@@ -243,6 +250,9 @@ def evaluate_scene(
         "auc20": auc20,
         "accuracy": acc.tolist(),
         "median_rotation_error": float(np.median(er_)) if len(er_) else 0.0,
+        # Share of pairs of registered images whose relative rotation is > 30 degrees off:
+        # above ~5 % the model is folded or mirrored, whatever its reprojection error says.
+        "pairs_over_30deg": float(np.mean(np.array(err_r_posed) > FOLD_DEG)) if err_r_posed else 0.0,
     }
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pycolmap
 from tqdm import tqdm
 
-from . import colmap
+from . import checks, colmap
 from .errors import ImageError
 from .images import load_image
 from .io import check_written
@@ -53,6 +53,10 @@ default_conf: dict[str, Any] = {
     # 0.923 vs 0.919 with mapping 20 % faster (6.0 vs 7.6 s over the five scenes).
     "ba_local_max_refinements": 1,
     "ba_global_max_refinements": 2,
+    # Fold checks of each mapped model against the verified pairs (lightsfm.checks), and
+    # rounds of re-registering the photos a model misplaced (-1: no checks at all).
+    "checks": checks.default_conf,
+    "repair_rounds": 2,
     "pycolmap": {},  # any other IncrementalPipelineOptions field, e.g. {"mapper.max_reg_trials": 5}
 }
 
@@ -82,8 +86,9 @@ def point_colors(image_dir: Path, rec: pycolmap.Reconstruction) -> None:
 MAPPER_FILE = "mapper.json"  # in sparse/: {"method", "kept", "observations" per mapper run}
 
 
-def choose_model(runs: dict[str, list]) -> str:
-    """The mapper whose largest model explains the most verified matches (observations).
+def choose_model(runs: dict[str, list], found: dict[str, checks.ModelCheck] | None = None) -> str:
+    """The mapper whose largest model passes the fold checks (lightsfm.checks) and explains
+    the most verified matches (observations).
 
     A folded or broken model cannot triangulate the matches across its fold. On
     ../shared/data this picks the better of the two on 4 of 5 scenes (the temple, whose
@@ -93,7 +98,14 @@ def choose_model(runs: dict[str, list]) -> str:
     it picks the dino's global model (1 544 vs 991 observations), which scores lower
     (0.242 vs 0.296): the rule is a good bet, not a guarantee.
     """
-    return max(runs, key=lambda k: runs[k][0].compute_num_observations() if runs[k] else -1)
+    found = found or {}
+
+    def key(k: str) -> tuple[bool, int]:
+        if not runs[k]:
+            return (False, -1)
+        return (not (k in found and found[k].suspect()), runs[k][0].compute_num_observations())
+
+    return max(runs, key=key)
 
 
 MIN_OBSERVATIONS_FOR_PRINCIPAL_POINT = 300  # per registered image
@@ -157,6 +169,35 @@ def _thin(models: list[pycolmap.Reconstruction], database: Path) -> bool:
     )
 
 
+def _check_and_repair(
+    rec: pycolmap.Reconstruction,
+    evidence: dict,
+    database: Path,
+    image_dir: Path,
+    work_dir: Path,
+    conf: dict[str, Any],
+) -> tuple[pycolmap.Reconstruction, checks.ModelCheck, dict[str, Any]]:
+    """Checks a model against the verified pairs; photos it misplaced are taken out and
+    registered again from the rest of the model (kept when that explains the pairs better)."""
+    found = checks.check_model(rec, evidence, conf["checks"])
+    repair: dict[str, Any] = {}
+    for _ in range(conf["repair_rounds"]):
+        misplaced = found.misplaced()
+        if not misplaced:
+            break
+        fixed = colmap.reregister(database, image_dir, rec, misplaced, work_dir, colmap.mapper_options(conf))
+        after = checks.check_model(fixed, evidence, conf["checks"])
+        worse = after.unexplained_share() >= found.unexplained_share() or fixed.num_reg_images() < rec.num_reg_images()
+        repair.setdefault("reregistered", []).extend(misplaced)
+        if worse:
+            repair["kept"] = "before"  # the mapper could not place them better
+            break
+        rec, found, repair["kept"] = fixed, after, "after"
+    if repair:
+        logger.info("re-registered %s: %s", ", ".join(repair["reregistered"]), repair["kept"])
+    return rec, found, repair
+
+
 def main(
     database: Path, image_dir: Path, output: Path, conf: dict[str, Any] | None = None
 ) -> list[pycolmap.Reconstruction]:
@@ -165,19 +206,37 @@ def main(
     output = Path(output)
     if conf["method"] not in ("auto", "incremental", "global", "best"):
         raise ValueError(f"unknown mapping method {conf['method']!r}; auto, incremental, global or best")
-    runs = {}
+    evidence = checks.verified_pairs(database)
+    runs: dict[str, list[pycolmap.Reconstruction]] = {}
+    found: dict[str, checks.ModelCheck] = {}
+    repairs: dict[str, dict] = {}
+
+    def run(method: str) -> None:
+        if method == "incremental":
+            models = colmap.incremental_mapping(database, image_dir, output / "sparse", colmap.mapper_options(conf))
+        else:
+            models = colmap.global_mapping(database, image_dir, output / "sparse", colmap.global_options(conf))
+        models = models[: conf["max_num_models"]]
+        if models and conf["repair_rounds"] >= 0:
+            models[0], found[method], repair = _check_and_repair(
+                models[0], evidence, database, image_dir, output / "sparse.repair", conf
+            )
+            if repair:
+                repairs[method] = repair
+        runs[method] = models
+
     if conf["method"] != "global":
-        runs["incremental"] = colmap.incremental_mapping(
-            database, image_dir, output / "sparse", colmap.mapper_options(conf)
-        )
-    if conf["method"] in ("global", "best") or (conf["method"] == "auto" and _thin(runs["incremental"], database)):
-        runs["global"] = colmap.global_mapping(database, image_dir, output / "sparse", colmap.global_options(conf))
-    chosen = choose_model(runs)
+        run("incremental")
+    if conf["method"] in ("global", "best") or (
+        conf["method"] == "auto"
+        and (_thin(runs["incremental"], database) or ("incremental" in found and found["incremental"].suspect()))
+    ):
+        run("global")
+    chosen = choose_model(runs, found)
     counts = {k: m[0].compute_num_observations() if m else 0 for k, m in runs.items()}
     if len(runs) > 1 and runs[chosen]:
         logger.info("mapping: kept the %s model (observations: %s)", chosen, counts)
     models = runs[chosen]
-    models = models[: conf["max_num_models"]]
     if conf["final_principal_point"]:
         for rec in models:
             refine_principal_points(rec, conf)
@@ -188,10 +247,15 @@ def main(
         d = sparse_tmp / str(k)
         d.mkdir(parents=True)
         write_model(rec, d)
-    if models:  # which mapper made the models, and what it was weighed against
-        (sparse_tmp / MAPPER_FILE).write_text(
-            json.dumps({"method": conf["method"], "kept": chosen, "observations": counts})
-        )
+    if models:  # which mapper made the models, what it was weighed against, and whether it holds
+        record = {
+            "method": conf["method"],
+            "kept": chosen,
+            "observations": counts,
+            "checks": {k: c.summary() for k, c in found.items()},
+            "repairs": repairs,
+        }
+        (sparse_tmp / MAPPER_FILE).write_text(json.dumps(record, indent=1))
     shutil.rmtree(output / "sparse", ignore_errors=True)
     if models:
         os.replace(sparse_tmp, output / "sparse")

@@ -17,7 +17,7 @@ from typing import Any
 
 import pycolmap
 
-from . import colmap, config, mapping, matching, pairs, verify
+from . import checks, colmap, config, mapping, matching, pairs, verify
 from .errors import LightsfmError
 from .features import aliked
 from .images import list_images, read_infos
@@ -40,12 +40,19 @@ class Result:
         posed = {im.name for m in self.models for im in m.images.values() if im.has_pose}
         return [n for n in self.stats.get("image_names", []) if n not in posed]
 
+    def suspect(self) -> bool:
+        """Did the kept model fail its fold checks (lightsfm.checks)?"""
+        return checks.warning(self.stats.get("mapper") or {}) is not None
+
     def summary(self) -> dict[str, Any]:
         return {
             "images": self.num_images,
             "skipped": self.skipped,
             "unregistered": self.unregistered(),
             "models": [colmap.summary(m) for m in self.models],
+            # the kept model's fold checks failed (sparse/mapper.json has the details)
+            "suspect": self.suspect(),
+            "warning": checks.warning(self.stats.get("mapper") or {}),
             "timings_s": {k: round(v, 2) for k, v in self.timings.items()},
             **self.stats,
         }
@@ -173,6 +180,9 @@ def format_summary(result: Result) -> str:
             f"mapper: {mapper['kept']}, kept for explaining more matches "
             f"({mapper['observations'][mapper['kept']]} observations; {other})"
         )
+    fold = checks.warning(mapper)
+    if fold:
+        lines.append(f"warning: {fold}")
     for k, m in enumerate(s["models"]):
         lines.append(
             f"model sparse/{k}: {m['registered']}/{s['images']} images registered, {m['points']} points, "

@@ -21,7 +21,7 @@ import plotly.io as pio
 import pycolmap
 from plotly.offline import get_plotlyjs
 
-from .. import __version__, mapping
+from .. import __version__, checks, mapping
 from .. import evaluate as ev
 from ..errors import LightsfmError
 from ..io import name_to_key
@@ -186,6 +186,9 @@ def main(
     if mapper.get("kept"):
         weighed = ", ".join(f"{k} {v}" for k, v in mapper.get("observations", {}).items())
         parts.append(f"<p>mapper: {html.escape(mapper['kept'])} (observations of each mapper's model: {weighed})</p>")
+        fold = checks.warning(mapper)
+        if fold:
+            parts.append(f'<p class="warning"><b>Warning:</b> {html.escape(fold)}</p>')
     conf = summary.get("conf", {})
     parts.append(
         "<details><summary>settings</summary><pre>" + html.escape(json.dumps(conf, indent=1)) + "</pre></details>"

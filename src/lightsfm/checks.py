@@ -1,0 +1,174 @@
+"""Is a model right? Checks of a finished model against the matches it was built from.
+
+A model folded by symmetric structure (one side of an object mapped onto the other)
+registers every photo at a small reprojection error: the mapper only keeps what agrees
+with the model. The verified two-view geometries in the database do not: the correct
+matches between photos on both sides of the fold were verified before mapping, and the
+folded model cannot explain them. Each verified pair of registered photos is scored by the
+share of its inlier matches that lie on the epipolar lines of the model's relative pose
+(``explained``); a pair the model contradicts has many inliers and few explained.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pycolmap
+
+default_conf: dict[str, Any] = {
+    "max_error_px": 4.0,  # epipolar (Sampson) error under the model's pose that still explains a match
+    "min_inliers": 50,  # a pair this strong is evidence the model has to explain
+    "max_explained": 0.5,  # a strong pair with less of its inliers explained contradicts the model
+    # A model whose strong pairs leave more of their inliers unexplained is suspect.
+    "max_unexplained_share": 0.05,
+}
+
+
+@dataclass
+class PairCheck:
+    image1: str
+    image2: str
+    inliers: int
+    explained: float  # share of the verified inliers the model's relative pose explains
+
+
+@dataclass
+class ModelCheck:
+    """How well one model explains the verified pairs between its registered photos."""
+
+    pairs: list[PairCheck] = field(default_factory=list)
+    conf: dict[str, Any] = field(default_factory=lambda: dict(default_conf))
+
+    def strong(self) -> list[PairCheck]:
+        return [p for p in self.pairs if p.inliers >= self.conf["min_inliers"]]
+
+    def contradicted(self) -> list[PairCheck]:
+        return [p for p in self.strong() if p.explained < self.conf["max_explained"]]
+
+    def unexplained_share(self) -> float:
+        """Share of the strong pairs' inlier matches that the model does not explain."""
+        strong = self.strong()
+        total = sum(p.inliers for p in strong)
+        return sum(p.inliers * (1 - p.explained) for p in strong) / total if total else 0.0
+
+    def misplaced(self) -> list[str]:
+        """Photos whose strong pairs the model contradicts more than it explains (by inliers):
+        placed where their own matches say they are not. Taken greedily, worst first, each
+        one's pairs then set aside: a correct photo whose best pair is with a misplaced one
+        is not blamed for it. A correct model of a symmetric scene contradicts its few wrong
+        pairs, but each photo's correct pairs outweigh them."""
+        pairs, out = self.strong(), []
+        while True:
+            explained: dict[str, float] = defaultdict(float)
+            unexplained: dict[str, float] = defaultdict(float)
+            for p in pairs:
+                for name in (p.image1, p.image2):
+                    explained[name] += p.inliers * p.explained
+                    unexplained[name] += p.inliers * (1 - p.explained)
+            share = {n: unexplained[n] / (explained[n] + unexplained[n]) for n in unexplained if unexplained[n] > 0}
+            worst = max(share, key=lambda n: (share[n], n), default=None)
+            if worst is None or share[worst] <= 0.5:
+                return sorted(out)
+            out.append(worst)
+            pairs = [p for p in pairs if worst not in (p.image1, p.image2)]
+
+    def suspect(self) -> bool:
+        """May the model be folded or hold misplaced photos?"""
+        return bool(self.misplaced()) or self.unexplained_share() > self.conf["max_unexplained_share"]
+
+    def summary(self) -> dict[str, Any]:
+        bad = sorted(self.contradicted(), key=lambda p: -p.inliers)
+        return {
+            "suspect": self.suspect(),
+            "misplaced": self.misplaced(),
+            "strong_pairs": len(self.strong()),
+            "contradicted_pairs": len(bad),
+            "unexplained_share": round(self.unexplained_share(), 4),
+            "contradicted": [[p.image1, p.image2, p.inliers, round(p.explained, 3)] for p in bad[:20]],
+        }
+
+
+def verified_pairs(database: Any) -> dict[tuple[int, int], np.ndarray]:
+    """Inlier matches (N, 2) of every verified pair in the database, by image ids."""
+    db = pycolmap.Database.open(database)
+    try:
+        pair_ids, geometries = db.read_two_view_geometries()
+    finally:
+        db.close()
+    out = {}
+    for pair_id, tvg in zip(pair_ids, geometries, strict=True):
+        matches = np.asarray(tvg.inlier_matches)
+        if len(matches):
+            out[tuple(pycolmap.pair_id_to_image_pair(pair_id))] = matches
+    return out
+
+
+def _normalized(rec: pycolmap.Reconstruction, image: pycolmap.Image, idx: np.ndarray) -> np.ndarray:
+    """Keypoints ``idx`` of ``image`` as undistorted, normalised camera coordinates (N, 2)."""
+    xy = np.array([image.points2D[int(i)].xy for i in idx], dtype=np.float64).reshape(-1, 2)
+    return np.asarray(rec.cameras[image.camera_id].cam_from_img(xy), dtype=np.float64).reshape(-1, 2)
+
+
+def _skew(t: np.ndarray) -> np.ndarray:
+    return np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
+
+
+def sampson_px(rec: pycolmap.Reconstruction, id1: int, id2: int, matches: np.ndarray) -> np.ndarray:
+    """Sampson epipolar error of ``matches`` under the model's relative pose, in pixels."""
+    im1, im2 = rec.images[id1], rec.images[id2]
+    rel = im2.cam_from_world() * im1.cam_from_world().inverse()
+    t = np.asarray(rel.translation, dtype=np.float64)
+    if np.linalg.norm(t) < 1e-12:  # same centre: no epipolar geometry to test
+        return np.zeros(len(matches))
+    E = _skew(t / np.linalg.norm(t)) @ np.asarray(rel.rotation.matrix(), dtype=np.float64)
+    x1 = np.c_[_normalized(rec, im1, matches[:, 0]), np.ones(len(matches))]
+    x2 = np.c_[_normalized(rec, im2, matches[:, 1]), np.ones(len(matches))]
+    Ex1, Etx2 = x1 @ E.T, x2 @ E
+    num = np.einsum("ij,ij->i", x2, Ex1) ** 2
+    den = Ex1[:, 0] ** 2 + Ex1[:, 1] ** 2 + Etx2[:, 0] ** 2 + Etx2[:, 1] ** 2
+    err = np.sqrt(num / np.maximum(den, 1e-300))
+    f = 0.5 * (rec.cameras[im1.camera_id].mean_focal_length() + rec.cameras[im2.camera_id].mean_focal_length())
+    return err * f
+
+
+def check_model(
+    rec: pycolmap.Reconstruction,
+    evidence: dict[tuple[int, int], np.ndarray],
+    conf: dict[str, Any] | None = None,
+) -> ModelCheck:
+    """Scores every verified pair of photos that ``rec`` registered (see the module doc)."""
+    conf = {**default_conf, **(conf or {})}
+    check = ModelCheck(conf=conf)
+    posed = {i for i, im in rec.images.items() if im.has_pose}
+    for (id1, id2), matches in evidence.items():
+        if id1 not in posed or id2 not in posed:
+            continue
+        err = sampson_px(rec, id1, id2, matches)
+        check.pairs.append(
+            PairCheck(
+                rec.images[id1].name,
+                rec.images[id2].name,
+                len(matches),
+                float(np.mean(err < conf["max_error_px"])),
+            )
+        )
+    return check
+
+
+def warning(mapper_record: dict[str, Any]) -> str | None:
+    """A one-paragraph warning when the kept model failed its checks (from ``sparse/mapper.json``)."""
+    found = mapper_record.get("checks", {}).get(mapper_record.get("kept", ""), {})
+    if not found.get("suspect"):
+        return None
+    pairs = "; ".join(f"{a} - {b} ({n} inliers, {e:.0%} explained)" for a, b, n, e in found["contradicted"][:5])
+    text = (
+        f"this model may be folded or hold misplaced photos: it contradicts {found['contradicted_pairs']} of "
+        f"{found['strong_pairs']} strongly matched pairs "
+        f"({found['unexplained_share']:.1%} of their matches unexplained)"
+    )
+    if found["misplaced"]:
+        text += f"; photos placed against their own matches: {', '.join(found['misplaced'][:10])}"
+    return text + (f"; pairs: {pairs}" if pairs else "")
