@@ -174,8 +174,8 @@ def git_state() -> dict:
     return {"commit": sha, "uncommitted": dirty}
 
 
-def score(models: list, paths: list[str], names: list[str], gt: dict, ths) -> dict:
-    poses = imc.poses_from_models(models, names)
+def score(models: list, paths: list[str], names: list[str], gt: dict, ths, duplicates: dict | None = None) -> dict:
+    poses = imc.poses_from_models(models, names, duplicates)
     placeholder = ev.Pose(np.eye(3), np.zeros(3))
     pred = {p: poses.get(n, placeholder) for p, n in zip(paths, names, strict=True)}
     return ev.evaluate_scene(gt, pred, ths)
@@ -227,7 +227,7 @@ def main() -> None:
         row["lightsfm"] = {
             "wall_s": time.perf_counter() - t,
             "timings_s": result.timings,
-            **score(result.models, paths, names, gt, ths),
+            **score(result.models, paths, names, gt, ths, result.stats.get("duplicates")),
             "models": [m.num_reg_images() for m in result.models],
         }
         if tree is not None:

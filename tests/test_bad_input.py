@@ -113,6 +113,7 @@ def test_messy_folder(tmp_path):
     assert "Traceback" not in r.stderr
     assert r.returncode == 3, r.stderr  # models built, some images skipped or unregistered
     summary = json.loads((out / "summary.json").read_text())
+    assert summary["duplicates"] == {"copy.png": "a b.png"}  # it gets that photo's pose in submissions
     for name, reason in bad.items():
         assert name in summary["skipped"], name
         assert reason in summary["skipped"][name], (name, summary["skipped"][name])

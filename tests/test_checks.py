@@ -99,3 +99,13 @@ def test_the_dino_reconstructs_unfolded_end_to_end(tmp_path):
     pred = {p: poses[n] for p, n in zip(gt, names, strict=True)}
     score = evaluate.evaluate_scene(gt, pred, evaluate.read_thresholds(DATA / "thresholds.csv")[scene])
     assert score["mAA"] >= 0.85
+
+
+def test_a_duplicate_photo_gets_the_pose_of_the_one_it_copies(temple_run):
+    out, _, _ = temple_run
+    models = mapping.load_models(out / "middlebury" / "templeSparseRing")
+    names = ["templeSR0001.png", "copy of 0001.png"]
+    poses = imc.poses_from_models(models, names, {"copy of 0001.png": "templeSR0001.png"})
+    assert set(poses) == set(names)
+    assert np.array_equal(poses[names[0]].R, poses[names[1]].R) and np.array_equal(poses[names[0]].t, poses[names[1]].t)
+    assert set(imc.poses_from_models(models, names)) == {"templeSR0001.png"}

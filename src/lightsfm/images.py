@@ -310,10 +310,14 @@ def load_image(path: Path, max_size: int | None = None) -> tuple[np.ndarray, tup
     return rgb, full_size
 
 
-def read_infos(image_dir: Path, names: list[str]) -> tuple[list[ImageInfo], dict[str, str]]:
+def read_infos(
+    image_dir: Path, names: list[str], duplicates: dict[str, str] | None = None
+) -> tuple[list[ImageInfo], dict[str, str]]:
     """Infos of the usable images and, for the others, the reason each was skipped.
 
     A file identical to an earlier one is skipped: two cameras at one pose break mapping.
+    ``duplicates``, when given, is filled with each such file and the one it repeats (it
+    was taken at the same pose: it gets that pose in the outputs).
     """
     infos, skipped = [], {}
     seen: dict[str, str] = {}
@@ -326,6 +330,8 @@ def read_infos(image_dir: Path, names: list[str]) -> tuple[list[ImageInfo], dict
             except OSError as e:  # vanished or changed since it was decoded
                 raise ImageError(Path(image_dir) / name, f"cannot be read ({e.strerror or e})") from None
             if digest in seen:
+                if duplicates is not None:
+                    duplicates[name] = seen[digest]
                 raise ImageError(Path(image_dir) / name, f"duplicate of {seen[digest]}")
             seen[digest] = name
             infos.append(info)

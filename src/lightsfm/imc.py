@@ -44,14 +44,18 @@ def find_listing(data_dir: Path) -> Path:
     raise LightsfmError(f"{data_dir}: no train_labels.csv or sample_submission.csv")
 
 
-def poses_from_models(models: list, names: list[str]) -> dict[str, Pose]:
-    """Pose of each registered image of ``names`` (world-to-camera), from the largest model first."""
+def poses_from_models(models: list, names: list[str], duplicates: dict[str, str] | None = None) -> dict[str, Pose]:
+    """Pose of each registered image of ``names`` (world-to-camera), from the largest model
+    first; a byte-identical copy of a photo (``duplicates``: copy → photo) gets its pose."""
     poses: dict[str, Pose] = {}
     for rec in models:
         for image in rec.images.values():
             if image.has_pose and image.name in names and image.name not in poses:
                 p = image.cam_from_world()
                 poses[image.name] = Pose(np.asarray(p.rotation.matrix()), np.asarray(p.translation))
+    for copy, original in (duplicates or {}).items():
+        if copy in names and original in poses:
+            poses[copy] = poses[original]
     return poses
 
 
@@ -85,7 +89,7 @@ def main(
         t = time.perf_counter()
         try:
             result = pipeline.reconstruct(data_dir / image_dir, output / ds / scene, conf, image_names=names)
-            poses = poses_from_models(result.models, names)
+            poses = poses_from_models(result.models, names, result.stats.get("duplicates"))
             runs[f"{ds}/{scene}"] = {**result.summary(), "wall_s": time.perf_counter() - t}
             if write_report and result.models:
                 from . import report

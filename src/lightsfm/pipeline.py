@@ -112,7 +112,8 @@ def _reconstruct(
 
     with timer("read"):
         names = image_names if image_names is not None else list_images(image_dir)
-        infos, skipped = read_infos(image_dir, names)
+        duplicates: dict[str, str] = {}
+        infos, skipped = read_infos(image_dir, names, duplicates)
     with timer("extract"):
         feature_file, failed = aliked.main(image_dir, [i.name for i in infos], output, conf["features"], device)
     skipped.update(failed)
@@ -139,6 +140,7 @@ def _reconstruct(
         "pairs": len(pair_list),
         "image_dir": str(image_dir.resolve()),
         "image_names": names,
+        "duplicates": duplicates,  # copy → the photo it repeats: same pose in the outputs
         "files": {"pairs": pair_file.name, "features": feature_file.name, "matches": match_file.name},
         "conf": conf,
     }
