@@ -162,3 +162,20 @@ def test_dense_on_a_real_run_and_its_report(temple_run, tmp_path):
     page = (out / "report.html").read_text()
     assert "Dense reconstruction" in page and "Fused point cloud" in page
     assert page.count("depth on ") == 16
+
+
+def test_cli_dense_exits_3_when_a_photo_was_skipped(tmp_path):
+    """A photo broken after the sparse run: a cloud from the others, its reason, exit status 3."""
+    from typer.testing import CliRunner
+
+    from lightsfm.cli import EXIT_PARTIAL
+
+    render_scene(tmp_path, n=5)  # small and coarse: only the exit status and the record are tested here
+    data = (tmp_path / "images" / "view04.png").read_bytes()
+    (tmp_path / "images" / "view04.png").write_bytes(data[: len(data) // 3])
+    args = ["dense", str(tmp_path), "--images", str(tmp_path / "images"), "--max-size", "160"]
+    res = CliRunner().invoke(app, [*args, "--num-depths", "32", "--iterations", "1", "--mesher", "none"])
+    assert res.exit_code == EXIT_PARTIAL, res.output
+    assert "skipped view04.png: cannot be decoded" in res.output and "Traceback" not in res.output
+    summary = json.loads((tmp_path / "dense" / "summary.json").read_text())
+    assert list(summary["skipped"]) == ["view04.png"] and summary["images"] == 4 and summary["fused_points"] > 0

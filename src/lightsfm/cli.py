@@ -561,6 +561,10 @@ def dense(
             from . import report as report_stage
 
             typer.echo(f"report: {report_stage.main(output)}")
+        for name, reason in summary["skipped"].items():
+            typer.echo(f"skipped {name}: {reason}", err=True)
+        if summary["skipped"]:  # a cloud, but without the photos that changed since the sparse run
+            raise typer.Exit(EXIT_PARTIAL)
 
     _run(body, verbose)
 
