@@ -129,6 +129,21 @@ def test_bad_settings_name_the_value(tmp_path):
     assert conf["matching"]["depth_confidence"] == -1
 
 
+def test_python_api_checks_settings_like_the_cli(tmp_path):
+    """pipeline.reconstruct with a bad value: the CLI's one-line error, before anything is written."""
+    from conftest import DEMO
+    from lightsfm import pipeline
+
+    out = tmp_path / "out"
+    with pytest.raises(LightsfmError, match=r"^setting features.max_keypoints = -5: must be between 1 and 100000$"):
+        pipeline.reconstruct(DEMO, out, {"features": {"max_keypoints": -5}})
+    with pytest.raises(LightsfmError, match=r"^setting mapping.min_tri_angle = nan: must be finite$"):
+        pipeline.reconstruct(DEMO, out, {"mapping": {"min_tri_angle": float("nan")}})
+    with pytest.raises(LightsfmError, match=r"^unknown setting 'featurez'"):
+        pipeline.reconstruct(DEMO, out, {"featurez": {}})
+    assert not out.exists()
+
+
 def _cli(*args: object) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "lightsfm.cli", *map(str, args)],

@@ -91,7 +91,10 @@ def reconstruct(
     """Reconstructs the images of ``image_dir`` (or just ``image_names``) into ``output``.
 
     Holds ``output/.lock`` meanwhile: a second run on the same folder is refused at once.
+    A bad setting is a one-line LightsfmError naming it, as on the command line.
     """
+    conf = config.merge(config.defaults(), conf or {})
+    config.validate(conf)  # before the lock: a bad setting leaves no output folder behind
     with output_lock(output):
         return _reconstruct(image_dir, output, conf, image_names)
 
