@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -22,7 +23,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 import cv2  # noqa: F401  (before pycolmap)
 import pycolmap
-from benchmark import parse_set, score
+from benchmark import parse_set, score, sift_global, sift_incremental
 
 from lightsfm import checks, colmap, config, imc, mapping, pipeline
 from lightsfm import evaluate as ev
@@ -52,6 +53,9 @@ def main() -> None:
     ap.add_argument("--preset", default="default")
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--mappers", default="incremental,global")
+    ap.add_argument(
+        "--sift", type=Path, help="also check COLMAP SIFT models: a benchmark's peers folder (<ds>/<scene>/sift/)"
+    )
     args = ap.parse_args()
     pycolmap.logging.minloglevel = 2
     conf = config.load(args.preset, overrides=parse_set(args.set))
@@ -123,16 +127,27 @@ def main() -> None:
             t_map = time.perf_counter() - t
             # Principal points refined as the default does, on a copy: the repair starts from the raw model.
             raw = [pycolmap.Reconstruction(m) for m in models]
-            for rec in raw:
-                mapping.refine_principal_points(rec, mconf)
+            raw = [mapping.refine_principal_points(rec, mconf)[0] for rec in raw]
             record(mapper, raw, t_map, {})
             if models:
                 t = time.perf_counter()
                 models[0], _, repair = mapping._check_and_repair(models[0], evidence, db, images, out / "repair", mconf)
                 t_repair = time.perf_counter() - t
-                for rec in models:
-                    mapping.refine_principal_points(rec, mconf)
+                models = [mapping.refine_principal_points(rec, mconf)[0] for rec in models]
                 record(f"{mapper}+repair", models, t_map + t_repair, {"repair": repair, "repair_s": t_repair})
+        sift_db = args.sift / ds / sc / "sift" / "database.db" if args.sift else None
+        if sift_db and sift_db.exists():  # the checks on another pipeline's models: more folds to find
+            sift_evidence = checks.verified_pairs(sift_db)
+            for label, run_sift in (("SIFT incremental", sift_incremental), ("SIFT global", sift_global)):
+                work = out / "sift-variants"
+                shutil.rmtree(work, ignore_errors=True)
+                work.mkdir(parents=True)
+                shutil.copyfile(sift_db, work / "database.db")
+                t = time.perf_counter()
+                models = run_sift(images, work, conf)
+                record(
+                    label, models, time.perf_counter() - t, {}, scored=(paths, names, gt, ths, path_of, sift_evidence)
+                )
         t = time.perf_counter()
         models = mapping.main(db, images, out / "auto", conf["mapping"])
         record(

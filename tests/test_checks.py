@@ -62,6 +62,10 @@ def test_asking_for_the_global_mapper_on_the_temple_warns_and_auto_keeps_the_goo
     models = mapping.main(database, TEMPLE_IMAGES, tmp_path / "auto", {"method": "auto"})
     record = mapping.read_mapper(tmp_path / "auto")
     assert checks.warning(record) is None and models[0].num_reg_images() == 16
+    # the full ring pins the principal point down: refined, near its calibration (302.3, 246.9)
+    (pp,) = record["principal_points"][0]["cameras"].values()
+    assert record["principal_points"][0]["refined"] and max(pp["sigma_px"]) < 6.4
+    assert abs(pp["found"][0] - 302.3) < 8 and abs(pp["found"][1] - 246.9) < 8
 
 
 def test_a_misplaced_photo_is_found_and_registered_again(database, tmp_path):
@@ -89,6 +93,10 @@ def test_the_dino_reconstructs_unfolded_end_to_end(tmp_path):
     """The dark dino: the global mapper misplaces one view, the repair puts it back (mAA 0.82 -> 0.95)."""
     result = pipeline.reconstruct(DINO_IMAGES, tmp_path, config.defaults())
     assert not result.suspect()
+    # the dark dino cannot pin its principal point down (refined, it wandered 660 px off and
+    # mAA fell to 0.08): the centre is kept
+    decision = mapping.read_mapper(tmp_path)["principal_points"][0]
+    assert not decision["refined"] and max(next(iter(decision["cameras"].values()))["sigma_px"]) > 6.4
     rec = result.models[0]
     assert rec.num_reg_images() == 16
     assert share_over_30deg(rec, ("middlebury", "dinoSparseRing")) <= 0.02

@@ -41,8 +41,10 @@ default_conf: dict[str, Any] = {
     "num_threads": 1,
     "refine_focal_length": True,
     "refine_principal_point": False,  # during incremental mapping (destabilises weak scenes)
-    # One bundle adjustment of each finished model that also refines the principal points.
+    # One bundle adjustment of each finished model that also refines the principal points,
+    # kept where its covariance pins them to this share of the long side (refine_principal_points).
     "final_principal_point": True,
+    "principal_point_max_sigma": 0.01,
     "refine_extra_params": True,
     "init_min_tri_angle": 16.0,  # COLMAP's defaults; lower them for small baselines
     "init_min_num_inliers": 100,
@@ -108,34 +110,82 @@ def choose_model(runs: dict[str, list], found: dict[str, checks.ModelCheck] | No
     return max(runs, key=key)
 
 
-MIN_OBSERVATIONS_FOR_PRINCIPAL_POINT = 300  # per registered image
+MIN_OBSERVATIONS_FOR_PRINCIPAL_POINT = 300  # per registered image: below, a model is thin (see _thin)
 
 
-def refine_principal_points(rec: pycolmap.Reconstruction, conf: dict[str, Any]) -> bool:
-    """A last bundle adjustment that frees the principal points too; False if not run.
+def _principal_point_sigmas(rec: pycolmap.Reconstruction, cov: Any, opts: Any) -> dict[int, np.ndarray]:
+    """Standard deviation of each camera's principal point (x, y), in units of the residuals."""
+    out = {}
+    for camera_id, cam in rec.cameras.items():
+        free = [
+            i
+            for i in range(len(cam.params))
+            if i in cam.principal_point_idxs()
+            or (i in cam.focal_length_idxs() and opts.refine_focal_length)
+            or (i in cam.extra_params_idxs() and opts.refine_extra_params)
+        ]
+        c = cov.get_other_params_cov(cam.params) if cov is not None else None
+        if c is None or c.shape[0] != len(free):
+            continue
+        at = [free.index(i) for i in cam.principal_point_idxs()]
+        out[camera_id] = np.sqrt(np.clip(np.diag(c)[at], 0, None))
+    return out
+
+
+def refine_principal_points(
+    rec: pycolmap.Reconstruction, conf: dict[str, Any], guard: bool = True
+) -> tuple[pycolmap.Reconstruction, dict[str, Any]]:
+    """A last bundle adjustment that frees the principal points too, kept only where the
+    model can tell them: returns the model to use and what was decided.
 
     Left out of incremental mapping, where it makes weakly textured scenes fall apart
-    (dinoSparseRing 0.466 → 0.188 mAA), it pays once the model stands: photos' principal
-    points are rarely at the centre (Strecha's are 8-9 px off). Only for models with
-    enough observations per image to pin them down: on dinoSparseRing (~190 per image)
-    it did harm (0.466 → 0.263), on the other scenes (500-800 per image) it helped.
+    (dinoSparseRing 0.466 → 0.188 mAA). Once the model stands, the refined principal points
+    are kept when the bundle adjustment's own covariance pins each to within
+    ``principal_point_max_sigma`` of the image's long side and puts it more than two
+    standard deviations from the centre (measured, benchmarks/principal_point.py: the full
+    temple ring moves it to 2-4 px of its calibration at a sigma of ~3 px, 0.938 → 0.983 mAA;
+    on half rings and the dark dino it wanders 40-700 px off at sigmas of 20-600 px, and
+    kept would cost up to 0.87 mAA). Otherwise the centre stays. ``guard=False`` keeps
+    the refined ones whatever the covariance says (for measuring the guard).
     """
-    if (
-        rec.num_reg_images() == 0
-        or rec.compute_mean_observations_per_reg_image() < MIN_OBSERVATIONS_FOR_PRINCIPAL_POINT
-    ):
-        return False
+    if rec.num_reg_images() == 0:
+        return rec, {"refined": False, "why": "no registered images"}
+    trial = pycolmap.Reconstruction(rec)
     opts = pycolmap.BundleAdjustmentOptions()
     opts.print_summary = False
     opts.refine_principal_point = True
     opts.refine_focal_length = conf["refine_focal_length"]
     opts.refine_extra_params = conf["refine_extra_params"]
     opts.ceres.solver_options.num_threads = conf.get("num_threads") or os.cpu_count() or 1
+    ba_conf = pycolmap.BundleAdjustmentConfig()
+    for image_id in trial.reg_image_ids():
+        ba_conf.add_image(image_id)
+    ba_conf.fix_gauge(pycolmap.BundleAdjustmentGauge.THREE_POINTS)
     level = pycolmap.logging.minloglevel
-    with _stderr_silenced(level >= 1):  # this call logs its INFO lines whatever the level
-        pycolmap.bundle_adjustment(rec, opts)
-    pycolmap.logging.minloglevel = level  # … and turns them back on for later calls
-    return True
+    with _stderr_silenced(level >= 1):  # these calls log their INFO lines whatever the level
+        adjuster = pycolmap.create_default_ceres_bundle_adjuster(opts, ba_conf, trial)
+        adjuster.solve()
+        cov = pycolmap.estimate_ba_covariance(
+            pycolmap.BACovarianceOptions({"params": pycolmap.BACovarianceOptionsParams.ALL}), trial, adjuster
+        )
+    pycolmap.logging.minloglevel = level  # … and turn them back on for later calls
+    residual = trial.compute_mean_reprojection_error() if trial.num_points3D() else 1.0
+    sigmas = _principal_point_sigmas(trial, cov, opts)
+    cameras, keep = {}, bool(sigmas) and len(sigmas) == len(trial.cameras)
+    for camera_id, cam in trial.cameras.items():
+        centre = np.array([cam.width, cam.height]) / 2
+        found = np.asarray([cam.principal_point_x, cam.principal_point_y])
+        sigma = sigmas.get(camera_id, np.full(2, np.inf)) * residual
+        known = bool(np.all(sigma <= conf["principal_point_max_sigma"] * max(cam.width, cam.height)))
+        off_centre = bool(np.any(np.abs(found - centre) > 2 * sigma))
+        keep = (keep and known and off_centre) or not guard
+        cameras[str(camera_id)] = {
+            "found": found.round(2).tolist(),
+            "centre": centre.tolist(),
+            "sigma_px": np.round(sigma, 2).tolist(),
+        }
+    why = "pinned down and off centre" if keep else "not pinned down, or not clearly off centre: centre kept"
+    return (trial if keep else rec), {"refined": keep, "why": why, "cameras": cameras}
 
 
 @contextmanager
@@ -237,9 +287,11 @@ def main(
     if len(runs) > 1 and runs[chosen]:
         logger.info("mapping: kept the %s model (observations: %s)", chosen, counts)
     models = runs[chosen]
+    principal_points = []
     if conf["final_principal_point"]:
-        for rec in models:
-            refine_principal_points(rec, conf)
+        for k, rec in enumerate(models):
+            models[k], decision = refine_principal_points(rec, conf)
+            principal_points.append(decision)
     sparse_tmp = output / "sparse.tmp"
     shutil.rmtree(sparse_tmp, ignore_errors=True)
     for k, rec in enumerate(models):
@@ -254,6 +306,7 @@ def main(
             "observations": counts,
             "checks": {k: c.summary() for k, c in found.items()},
             "repairs": repairs,
+            "principal_points": principal_points,
         }
         (sparse_tmp / MAPPER_FILE).write_text(json.dumps(record, indent=1))
     shutil.rmtree(output / "sparse", ignore_errors=True)
