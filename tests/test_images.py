@@ -36,6 +36,19 @@ def test_exif_focal_prior_from_demo_photo():
     assert info.focal_px == pytest.approx(35 / 36 * 1600, rel=1e-3)
 
 
+def test_a_cropped_photo_loses_its_focal_prior_and_a_resized_one_keeps_it(tmp_path):
+    """EXIF gives the focal of the whole frame the camera took (2832x2128 here): it still fits
+    a resized copy, not a crop of another shape."""
+    im = Image.open(DEMO / "100_7100.JPG")
+    exif = im.getexif()
+    im.resize((800, 601)).save(tmp_path / "resized.jpg", exif=exif)
+    im.crop((200, 0, 1400, 1202)).save(tmp_path / "cropped.jpg", exif=exif)
+    resized, cropped = read_info(tmp_path, "resized.jpg"), read_info(tmp_path, "cropped.jpg")
+    assert resized.focal_px == pytest.approx(35 / 36 * 800, rel=1e-3)
+    assert cropped.focal_px is None and cropped.make.startswith("EASTMAN KODAK")
+    assert cropped.camera_key != resized.camera_key  # another size: its own camera
+
+
 @pytest.mark.parametrize(
     "mode,make",
     [

@@ -58,7 +58,7 @@ _EXIF_IFD = 0x8769
 _TAG_ORIENTATION = 0x0112
 _TAG_MAKE, _TAG_MODEL = 0x010F, 0x0110
 _TAG_FOCAL, _TAG_FOCAL35 = 0x920A, 0xA405
-_TAG_FPXRES, _TAG_FPRESUNIT, _TAG_EXIFWIDTH = 0xA20E, 0xA210, 0xA002
+_TAG_FPXRES, _TAG_FPRESUNIT, _TAG_EXIFWIDTH, _TAG_EXIFHEIGHT = 0xA20E, 0xA210, 0xA002, 0xA003
 # How to store an image to undo each EXIF orientation (PIL's exif_transpose table; applied
 # here from the same EXIF value read_info used, so sizes always agree).
 _TRANSPOSE = {
@@ -196,6 +196,13 @@ def _exif_focal_px(exif: Image.Exif, width: int, height: int) -> tuple[float | N
             px *= side / exif_w
     if px is not None and not 0.05 * side <= px <= 100 * side:
         px = None
+    exif_h = _finite_positive(sub.get(_TAG_EXIFHEIGHT))
+    if px is not None and exif_w and exif_h:
+        # The camera wrote the size of the frame it took: a photo whose shape no longer
+        # matches was cropped, and its EXIF focal (of the whole frame) no longer fits it.
+        shape, exif_shape = max(width, height) / min(width, height), max(exif_w, exif_h) / min(exif_w, exif_h)
+        if abs(shape / exif_shape - 1) > 0.01:
+            px = None
     return focal_mm, px
 
 
