@@ -83,6 +83,10 @@ RANGES: dict[str, tuple[float, float]] = {
     "mapping.min_tri_angle": (0, 90),
     "mapping.ba_local_max_refinements": (0, 100),
     "mapping.ba_global_max_refinements": (0, 100),
+    "mapping.repair_rounds": (-1, 100),  # -1: no fold checks
+    "mapping.principal_point_max_sigma": (0, 1),  # share of the long side
+    "mapping.checks.max_explained": (0, 1),
+    "mapping.checks.max_unexplained_share": (0, 1),
     "dense.max_image_size": (64, 20_000),
     "dense.num_src": (1, 100),
     "dense.view_selection_angle": (0, 90),
