@@ -3,18 +3,20 @@ reuses finished work and reads no broken file."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
-from conftest import TEMPLE
+from conftest import DATA, TEMPLE
 
 pytestmark = pytest.mark.data
 
@@ -149,3 +151,93 @@ def _ply_points(out):
     from lightsfm.dense import read_ply_points
 
     return len(read_ply_points(out / "dense" / "fused.ply")[0])
+
+
+# Two small scenes in the IMC layout: 5 photos each, at most 400 px, with their ground-truth rows.
+IMC_SCENES = {
+    ("middlebury", "templeSparseRing"): [f"templeSR{i:04d}.png" for i in range(1, 6)],
+    ("strecha", "fountain-P11"): [f"{i:04d}.jpg" for i in range(5)],
+}
+
+
+def _imc_data(root: Path) -> None:
+    from PIL import Image
+
+    rows = (DATA / "train_labels.csv").read_text().splitlines()
+    keep = [rows[0]]
+    for (ds, scene), names in IMC_SCENES.items():
+        folder = root / ds / scene / "images"
+        folder.mkdir(parents=True)
+        for name in names:
+            with Image.open(DATA / ds / scene / "images" / name) as im:
+                im.thumbnail((400, 400))
+                im.save(folder / name, quality=95)
+            keep += [r for r in rows if r.split(",")[2] == f"{ds}/{scene}/images/{name}"]
+    (root / "train_labels.csv").write_text("\n".join(keep) + "\n")
+
+
+def _imc(data: Path, out: Path, toml: Path) -> subprocess.Popen:
+    # its own process group: the kill takes the run and anything it started
+    return subprocess.Popen(
+        [sys.executable, "-m", "lightsfm.cli", "imc", str(data), "-o", str(out), "--preset", "fast"]
+        + ["--config", str(toml)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TQDM_DISABLE": "1"},
+        start_new_session=True,
+    )
+
+
+def test_sigkill_during_the_second_imc_scene_then_resume(tmp_path):
+    """imc killed (the whole process group) while its second scene runs: the re-run leaves the
+    finished scene as it was and writes the submission of a run that was never interrupted."""
+    from lightsfm.evaluate import is_placeholder, read_poses
+
+    data = tmp_path / "data"
+    _imc_data(data)
+    toml = tmp_path / "quick.toml"  # quick: no turn detection (the photos are upright), 1024 keypoints
+    toml.write_text("[features]\nmax_keypoints = 1024\nupright = false\n")
+    ref = tmp_path / "reference"
+    p = _imc(data, ref, toml)
+    _, stderr = p.communicate(timeout=300)
+    assert p.returncode == 0, stderr
+
+    out = tmp_path / "out"
+    first, second = (out / ds / scene for ds, scene in IMC_SCENES)
+    p = _imc(data, out, toml)
+    while p.poll() is None and not list(second.glob("features-*.h5")):
+        time.sleep(0.005)
+    time.sleep(random.Random(0).uniform(0.0, 0.3))
+    assert p.poll() is None, "the run ended before it could be killed"
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    assert (first / "summary.json").exists() and not (second / "summary.json").exists()
+    assert not (out / "submission.csv").exists()
+    # what extraction, matching and mapping wrote (a re-run rewrites the report and summary, takes
+    # the lock, and the report's reading of database.db bumps SQLite's change counter)
+    rewritten = {"report.html", "summary.json", ".lock", "database.db"}
+    done = sorted(f for f in first.rglob("*") if f.is_file() and f.name not in rewritten)
+    assert {"state.json", "points.ply", "images.bin"} <= {f.name for f in done}, done
+    mtimes = {f: f.stat().st_mtime_ns for f in done}
+
+    p = _imc(data, out, toml)
+    stdout, stderr = p.communicate(timeout=300)
+    assert p.returncode == 0, stderr
+    # the finished scene is not redone: its files untouched, nothing extracted, matched, verified or mapped
+    assert {f: f.stat().st_mtime_ns for f in done} == mtimes
+    timings = json.loads((first / "summary.json").read_text())["timings_s"]
+    assert timings["extract"] == timings["match"] == 0.0 and "verify" not in timings and "map" not in timings
+    assert not list(out.rglob("*.tmp")) and not list(out.rglob("sparse.*"))
+    # the same submission as the run that was never interrupted: same images registered, same poses
+    a, b = read_poses(ref / "submission.csv"), read_poses(out / "submission.csv")
+    assert a.keys() == b.keys() == set(IMC_SCENES)
+    for key in a:
+        assert a[key].keys() == b[key].keys()
+        assert {n for n, q in a[key].items() if not is_placeholder(q)} == {
+            n for n, q in b[key].items() if not is_placeholder(q)
+        }
+        assert sum(not is_placeholder(q) for q in a[key].values()) >= 3, key
+        for name, q in a[key].items():
+            assert np.allclose(q.R, b[key][name].R, atol=1e-6) and np.allclose(q.t, b[key][name].t, atol=1e-6), name
+    assert (ref / "submission.csv").read_bytes() == (out / "submission.csv").read_bytes()  # one mapping thread
