@@ -46,7 +46,10 @@ def test_a_cropped_photo_loses_its_focal_prior_and_a_resized_one_keeps_it(tmp_pa
     resized, cropped = read_info(tmp_path, "resized.jpg"), read_info(tmp_path, "cropped.jpg")
     assert resized.focal_px == pytest.approx(35 / 36 * 800, rel=1e-3)
     assert cropped.focal_px is None and cropped.make.startswith("EASTMAN KODAK")
-    assert cropped.camera_key != resized.camera_key  # another size: its own camera
+    assert cropped.cropped and not resized.cropped
+    # two crops of one size (at different places: different principal points) are two cameras
+    im.crop((0, 0, 1200, 1202)).save(tmp_path / "cropped2.jpg", exif=exif)
+    assert read_info(tmp_path, "cropped2.jpg").camera_key != cropped.camera_key
 
 
 @pytest.mark.parametrize(

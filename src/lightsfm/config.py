@@ -85,6 +85,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "mapping.ba_global_max_refinements": (0, 100),
     "mapping.repair_rounds": (-1, 100),  # -1: no fold checks
     "mapping.principal_point_max_sigma": (0, 1),  # share of the long side
+    "mapping.principal_point_min_views": (1, 1_000_000),
     "mapping.checks.max_explained": (0, 1),
     "mapping.checks.max_unexplained_share": (0, 1),
     "dense.max_image_size": (64, 20_000),

@@ -83,11 +83,13 @@ class ImageInfo:
     model: str = ""
     focal_mm: float | None = None
     focal_px: float | None = None  # prior from EXIF, in pixels of the upright image
+    cropped: bool = False  # its shape differs from the frame EXIF says the camera took
 
     @property
     def camera_key(self) -> tuple:
-        """Images with the same key are assumed to come from the same camera."""
-        return (self.width, self.height, self.make, self.model, self.focal_mm)
+        """Images with the same key are assumed to come from the same camera. A cropped photo
+        is a camera of its own: two crops of one size rarely share a principal point."""
+        return (self.width, self.height, self.make, self.model, self.focal_mm, self.name if self.cropped else "")
 
 
 def list_images(image_dir: Path) -> list[str]:
@@ -174,9 +176,10 @@ def _text(v: object) -> str:
     return printable(str(v).strip("\x00 "))[:64]
 
 
-def _exif_focal_px(exif: Image.Exif, width: int, height: int) -> tuple[float | None, float | None]:
-    """Focal length in mm and, where EXIF allows, in pixels; implausible values (0, negative,
-    NaN, a focal of 1000 image widths) are ignored: a wrong prior is worse than none."""
+def _exif_focal_px(exif: Image.Exif, width: int, height: int) -> tuple[float | None, float | None, bool]:
+    """Focal length in mm and, where EXIF allows, in pixels, and whether the photo was
+    cropped; implausible values (0, negative, NaN, a focal of 1000 image widths) are
+    ignored: a wrong prior is worse than none."""
     sub = exif.get_ifd(_EXIF_IFD)
     focal_mm = _finite_positive(sub.get(_TAG_FOCAL))
     if focal_mm is not None and focal_mm > 10_000:
@@ -197,13 +200,13 @@ def _exif_focal_px(exif: Image.Exif, width: int, height: int) -> tuple[float | N
     if px is not None and not 0.05 * side <= px <= 100 * side:
         px = None
     exif_h = _finite_positive(sub.get(_TAG_EXIFHEIGHT))
-    if px is not None and exif_w and exif_h:
+    cropped = False
+    if exif_w and exif_h:
         # The camera wrote the size of the frame it took: a photo whose shape no longer
         # matches was cropped, and its EXIF focal (of the whole frame) no longer fits it.
         shape, exif_shape = max(width, height) / min(width, height), max(exif_w, exif_h) / min(exif_w, exif_h)
-        if abs(shape / exif_shape - 1) > 0.01:
-            px = None
-    return focal_mm, px
+        cropped = abs(shape / exif_shape - 1) > 0.01
+    return focal_mm, None if cropped else px, cropped
 
 
 def _decode_small(im: Image.Image) -> None:
@@ -250,18 +253,18 @@ def read_info(image_dir: Path, name: str) -> ImageInfo:
             raise ImageError(path, f"cannot be decoded ({_why(e)})") from None
         try:
             orientation = _orientation(exif)
-            focal_mm, focal_px = _exif_focal_px(exif, *((h, w) if orientation in (5, 6, 7, 8) else (w, h)))
+            focal_mm, focal_px, cropped = _exif_focal_px(exif, *((h, w) if orientation in (5, 6, 7, 8) else (w, h)))
             make, model = _text(exif.get(_TAG_MAKE, "")), _text(exif.get(_TAG_MODEL, ""))
         except _DECODE_ERRORS as e:  # broken EXIF: the pixels are still good
             logger.debug("%s: EXIF ignored (%s)", path, _why(e))
-            orientation, focal_mm, focal_px, make, model = 1, None, None, "", ""
+            orientation, focal_mm, focal_px, make, model, cropped = 1, None, None, "", "", False
     if orientation in (5, 6, 7, 8):
         w, h = h, w
     if min(w, h) < MIN_SIDE:
         raise ImageError(path, f"too small ({w}x{h} px, need at least {MIN_SIDE} px a side)")
     if max(w, h) > MAX_ASPECT * min(w, h):
         raise ImageError(path, f"too thin ({w}x{h} px, at most {MAX_ASPECT}:1)")
-    return ImageInfo(name, w, h, make, model, focal_mm, focal_px)
+    return ImageInfo(name, w, h, make, model, focal_mm, focal_px, cropped)
 
 
 def _to_rgb8(im: Image.Image) -> np.ndarray:

@@ -45,6 +45,8 @@ default_conf: dict[str, Any] = {
     # kept where its covariance pins them to this share of the long side (refine_principal_points).
     "final_principal_point": True,
     "principal_point_max_sigma": 0.01,
+    # ... and only for cameras with this many registered photos (see refine_principal_points).
+    "principal_point_min_views": 8,
     "refine_extra_params": True,
     "init_min_tri_angle": 16.0,  # COLMAP's defaults; lower them for small baselines
     "init_min_num_inliers": 100,
@@ -145,7 +147,11 @@ def refine_principal_points(
     standard deviations from the centre (measured, benchmarks/principal_point.py: the full
     temple ring moves it to 2-4 px of its calibration at a sigma of ~3 px, 0.938 → 0.983 mAA;
     on half rings and the dark dino it wanders 40-700 px off at sigmas of 20-600 px, and
-    kept would cost up to 0.87 mAA). Otherwise the centre stays. ``guard=False`` keeps
+    kept would cost up to 0.87 mAA). Its covariance is not enough where a camera has few
+    photos: on an internet-style copy of fountain-P11 (five cameras of 2-3 photos,
+    benchmarks/internet.py) it claimed 2 px and missed by 60 px (mAA 0.175 refined, 0.447
+    not), so a camera also needs ``principal_point_min_views`` photos (Herz-Jesus, the
+    smallest scene it helped, has 8). Otherwise the centre stays. ``guard=False`` keeps
     the refined ones whatever the covariance says (for measuring the guard).
     """
     if rec.num_reg_images() == 0:
@@ -176,13 +182,16 @@ def refine_principal_points(
         centre = np.array([cam.width, cam.height]) / 2
         found = np.asarray([cam.principal_point_x, cam.principal_point_y])
         sigma = sigmas.get(camera_id, np.full(2, np.inf)) * residual
+        views = sum(1 for im in trial.images.values() if im.camera_id == camera_id and im.has_pose)
         known = bool(np.all(sigma <= conf["principal_point_max_sigma"] * max(cam.width, cam.height)))
+        known = known and views >= conf["principal_point_min_views"]
         off_centre = bool(np.any(np.abs(found - centre) > 2 * sigma))
         keep = (keep and known and off_centre) or not guard
         cameras[str(camera_id)] = {
             "found": found.round(2).tolist(),
             "centre": centre.tolist(),
             "sigma_px": np.round(sigma, 2).tolist(),
+            "views": views,
         }
     why = "pinned down and off centre" if keep else "not pinned down, or not clearly off centre: centre kept"
     return (trial if keep else rec), {"refined": keep, "why": why, "cameras": cameras}
