@@ -71,9 +71,7 @@ def main() -> None:
         dup = result.stats.get("duplicates")
         centre = score(result.models, paths, names, gt, ths_all[(ds, sc)], dup)
         free = [pycolmap.Reconstruction(m) for m in result.models]
-        trial, decision = mapping.refine_principal_points(
-            free[0], {**conf["mapping"], "principal_point_max_sigma": 1e9}
-        )
+        trial, _ = mapping.refine_principal_points(free[0], conf["mapping"], guard=False)
         refined = score([trial, *free[1:]], paths, names, gt, ths_all[(ds, sc)], dup)
         kept, decision = mapping.refine_principal_points(pycolmap.Reconstruction(result.models[0]), conf["mapping"])
         guarded = score([kept, *result.models[1:]], paths, names, gt, ths_all[(ds, sc)], dup)
