@@ -27,12 +27,15 @@ def loso(table: dict[str, dict[str, float]]) -> list[dict]:
     rows = []
     for held in scenes:
         rest = [s for s in scenes if s != held]
-        chosen = max(table, key=lambda v: (np.mean([table[v][s] for s in rest]), v))
+        means = {v: float(np.mean([table[v][s] for s in rest])) for v in table}
+        tied = [v for v in table if means[v] >= max(means.values()) - 1e-9]
+        chosen = tied[-1]  # on a tie, the rule under test (listed last): the others cannot tell them apart
         best = max(table, key=lambda v: table[v][held])
         rows.append(
             {
                 "held_out": held,
                 "chosen": chosen,
+                "tied_with": [v for v in tied if v != chosen],
                 "mAA": table[chosen][held],
                 "best": best,
                 "best_mAA": table[best][held],
@@ -80,9 +83,8 @@ def show(title: str, table: dict[str, dict[str, float]]) -> list[dict]:
     print("\n| held-out scene | chosen on the others | its mAA | best there | loss |")
     print("|---|---|---|---|---|")
     for r in rows:
-        print(
-            f"| {r['held_out']} | {r['chosen']} | {r['mAA']:.3f} | {r['best']} {r['best_mAA']:.3f} | {r['loss']:.3f} |"
-        )
+        chosen = r["chosen"] + (f" (tied with {', '.join(r['tied_with'])})" if r["tied_with"] else "")
+        print(f"| {r['held_out']} | {chosen} | {r['mAA']:.3f} | {r['best']} {r['best_mAA']:.3f} | {r['loss']:.3f} |")
     worst = max(r["loss"] for r in rows)
     print(f"\nworst held-out loss {worst:.3f}: {'earns its place' if worst <= MAX_LOSS else 'does NOT transfer'}")
     return rows
