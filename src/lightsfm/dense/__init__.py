@@ -343,6 +343,9 @@ def fuse(dense: Path, names: list[str], conf: dict[str, Any]) -> int:
     opts.min_num_pixels = conf["fusion_min_views"]
     opts.max_normal_error = conf["fusion_max_normal_error"]
     opts.max_image_size = conf["max_image_size"]
+    # One thread: the same depth maps then give the same cloud (with all cores the order in
+    # which pixels join points varies, and a resumed run fused 3 points where the reference fused 2).
+    opts.num_threads = 1
     tmp = dense / "fused.tmp.ply"
     rec = pycolmap.stereo_fusion(tmp, dense, input_type="geometric", options=opts, output_type="PLY")
     check_written([p for p in (tmp, Path(f"{tmp}.vis")) if p.exists()])
