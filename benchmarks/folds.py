@@ -71,7 +71,7 @@ def main() -> None:
         out = args.out / ds / sc
         if not (out / "database.db").exists():
             pipeline.reconstruct(args.data / image_dir, out, conf, image_names=names)
-        evidence = checks.verified_pairs(out / "database.db")
+        evidence = colmap.verified_pairs(out / "database.db")
         gt, ths = gt_all[(ds, sc)], ths_all[(ds, sc)]
         path_of = dict(zip(names, paths, strict=True))
 
@@ -137,7 +137,7 @@ def main() -> None:
                 record(f"{mapper}+repair", models, t_map + t_repair, {"repair": repair, "repair_s": t_repair})
         sift_db = args.sift / ds / sc / "sift" / "database.db" if args.sift else None
         if sift_db and sift_db.exists():  # the checks on another pipeline's models: more folds to find
-            sift_evidence = checks.verified_pairs(sift_db)
+            sift_evidence = colmap.verified_pairs(sift_db)
             for label, run_sift in (("SIFT incremental", sift_incremental), ("SIFT global", sift_global)):
                 work = out / "sift-variants"
                 shutil.rmtree(work, ignore_errors=True)

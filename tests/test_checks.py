@@ -42,7 +42,7 @@ def share_over_30deg(rec: pycolmap.Reconstruction, scene: tuple[str, str]) -> fl
 
 def test_the_folded_global_temple_is_flagged_and_the_incremental_one_is_not(database, tmp_path):
     conf = config.defaults()["mapping"]
-    evidence = checks.verified_pairs(database)
+    evidence = colmap.verified_pairs(database)
     folded = colmap.global_mapping(database, TEMPLE_IMAGES, tmp_path / "g", colmap.global_options(conf))[0]
     correct = colmap.incremental_mapping(database, TEMPLE_IMAGES, tmp_path / "i", colmap.mapper_options(conf))[0]
     scene = ("middlebury", "templeSparseRing")
@@ -70,7 +70,7 @@ def test_asking_for_the_global_mapper_on_the_temple_warns_and_auto_keeps_the_goo
 
 def test_a_misplaced_photo_is_found_and_registered_again(database, tmp_path):
     conf = config.defaults()["mapping"]
-    evidence = checks.verified_pairs(database)
+    evidence = colmap.verified_pairs(database)
     rec = colmap.incremental_mapping(database, TEMPLE_IMAGES, tmp_path / "i", colmap.mapper_options(conf))[0]
     image = next(im for im in rec.images.values() if im.name == "templeSR0008.png")
     before = image.cam_from_world()

@@ -91,21 +91,6 @@ class ModelCheck:
         }
 
 
-def verified_pairs(database: Any) -> dict[tuple[int, int], np.ndarray]:
-    """Inlier matches (N, 2) of every verified pair in the database, by image ids."""
-    db = pycolmap.Database.open(database)
-    try:
-        pair_ids, geometries = db.read_two_view_geometries()
-    finally:
-        db.close()
-    out = {}
-    for pair_id, tvg in zip(pair_ids, geometries, strict=True):
-        matches = np.asarray(tvg.inlier_matches)
-        if len(matches):
-            out[tuple(pycolmap.pair_id_to_image_pair(pair_id))] = matches
-    return out
-
-
 def _normalized(rec: pycolmap.Reconstruction, image: pycolmap.Image, idx: np.ndarray) -> np.ndarray:
     """Keypoints ``idx`` of ``image`` as undistorted, normalised camera coordinates (N, 2)."""
     xy = np.array([image.points2D[int(i)].xy for i in idx], dtype=np.float64).reshape(-1, 2)
@@ -139,7 +124,8 @@ def check_model(
     evidence: dict[tuple[int, int], np.ndarray],
     conf: dict[str, Any] | None = None,
 ) -> ModelCheck:
-    """Scores every verified pair of photos that ``rec`` registered (see the module doc)."""
+    """Scores every verified pair of photos that ``rec`` registered (see the module doc);
+    ``evidence``: the verified inlier matches by image ids (``colmap.verified_pairs``)."""
     conf = {**default_conf, **(conf or {})}
     check = ModelCheck(conf=conf)
     posed = {i for i, im in rec.images.items() if im.has_pose}

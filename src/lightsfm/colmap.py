@@ -109,6 +109,21 @@ def two_view_geometry(inlier_matches: np.ndarray, F: np.ndarray | None = None) -
     return tvg
 
 
+def verified_pairs(database: Path) -> dict[tuple[int, int], np.ndarray]:
+    """Inlier matches (N, 2) of every verified pair in the database, by image ids."""
+    db = pycolmap.Database.open(database)
+    try:
+        pair_ids, geometries = db.read_two_view_geometries()
+    finally:
+        db.close()
+    out = {}
+    for pair_id, tvg in zip(pair_ids, geometries, strict=True):
+        matches = np.asarray(tvg.inlier_matches)
+        if len(matches):
+            out[tuple(pycolmap.pair_id_to_image_pair(pair_id))] = matches
+    return out
+
+
 def mapper_options(conf: dict[str, Any]) -> pycolmap.IncrementalPipelineOptions:
     """Incremental pipeline options from lightsfm's mapping conf (see mapping.default_conf)."""
     opts = pycolmap.IncrementalPipelineOptions()

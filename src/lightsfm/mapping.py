@@ -265,7 +265,7 @@ def main(
     output = Path(output)
     if conf["method"] not in ("auto", "incremental", "global", "best"):
         raise ValueError(f"unknown mapping method {conf['method']!r}; auto, incremental, global or best")
-    evidence = checks.verified_pairs(database)
+    evidence = colmap.verified_pairs(database)
     runs: dict[str, list[pycolmap.Reconstruction]] = {}
     found: dict[str, checks.ModelCheck] = {}
     repairs: dict[str, dict] = {}
