@@ -3,6 +3,12 @@ photo is found and registered again where its matches say it is."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+
 import numpy as np
 import pycolmap
 import pytest
@@ -117,3 +123,22 @@ def test_a_duplicate_photo_gets_the_pose_of_the_one_it_copies(temple_run):
     assert set(poses) == set(names)
     assert np.array_equal(poses[names[0]].R, poses[names[1]].R) and np.array_equal(poses[names[0]].t, poses[names[1]].t)
     assert set(imc.poses_from_models(models, names)) == {"templeSR0001.png"}
+
+
+def test_the_cli_warns_and_exits_4_on_a_folded_model(temple_run, tmp_path):
+    """The temple mapped by the global mapper only: one line of warning naming the photos, exit 4."""
+    out, _, _ = temple_run
+    work = tmp_path / "temple"
+    shutil.copytree(out / "middlebury" / "templeSparseRing", work, ignore=shutil.ignore_patterns("sparse", ".lock"))
+    r = subprocess.run(
+        [sys.executable, "-m", "lightsfm.cli", "reconstruct", str(TEMPLE_IMAGES), "-o", str(work)]
+        + ["--mapper", "global", "--no-report"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TQDM_DISABLE": "1"},
+        timeout=600,
+    )
+    assert r.returncode == 4, r.stderr
+    assert "warning: this model may be folded" in r.stdout and "templeSR0008.png" in r.stdout
+    summary = json.loads((work / "summary.json").read_text())
+    assert summary["suspect"] and "may be folded" in summary["warning"]
