@@ -32,19 +32,6 @@ ROOT = Path(__file__).resolve().parents[1]
 FOLDED_SHARE = 0.05  # of registered pairs more than 30 degrees off: the issue's definition of folded
 
 
-def share_over_30deg(rec: pycolmap.Reconstruction, gt: dict, path_of: dict[str, str]) -> float:
-    """Share of the pairs of photos registered in ``rec`` whose relative rotation is > 30 degrees off."""
-    poses = imc.poses_from_models([rec], list(path_of))
-    names = sorted(n for n in poses if path_of[n] in gt)
-    errs = []
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            dR_gt, dT_gt = ev.relative_pose(gt[path_of[a]], gt[path_of[b]])
-            dR, dT = ev.relative_pose(poses[a], poses[b])
-            errs.append(ev.pose_errors(dR_gt, dT_gt, dR, dT)[0] > ev.FOLD_DEG)
-    return float(sum(errs) / len(errs)) if errs else 0.0
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -73,7 +60,6 @@ def main() -> None:
             pipeline.reconstruct(args.data / image_dir, out, conf, image_names=names)
         evidence = colmap.verified_pairs(out / "database.db")
         gt, ths = gt_all[(ds, sc)], ths_all[(ds, sc)]
-        path_of = dict(zip(names, paths, strict=True))
 
         def record(
             label: str,
@@ -81,11 +67,11 @@ def main() -> None:
             map_s: float,
             extra: dict,
             scene: str = f"{ds}/{sc}",
-            scored: tuple = (paths, names, gt, ths, path_of, evidence),
+            scored: tuple = (paths, names, gt, ths, evidence),
         ) -> None:
-            paths, names, gt, ths, path_of, evidence = scored
+            paths, names, gt, ths, evidence = scored
             s = score(models, paths, names, gt, ths)
-            over = [share_over_30deg(rec, gt, path_of) for rec in models]
+            over = [score([rec], paths, names, gt, ths)["pairs_over_30deg"] for rec in models]  # per model
             t = time.perf_counter()
             found = checks.check_model(models[0], evidence, conf["mapping"]["checks"]) if models else None
             row = {
@@ -145,9 +131,7 @@ def main() -> None:
                 shutil.copyfile(sift_db, work / "database.db")
                 t = time.perf_counter()
                 models = run_sift(images, work, conf)
-                record(
-                    label, models, time.perf_counter() - t, {}, scored=(paths, names, gt, ths, path_of, sift_evidence)
-                )
+                record(label, models, time.perf_counter() - t, {}, scored=(paths, names, gt, ths, sift_evidence))
         t = time.perf_counter()
         models = mapping.main(db, images, out / "auto", conf["mapping"])
         record(

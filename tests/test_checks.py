@@ -31,19 +31,16 @@ def database(temple_run):
 
 def share_over_30deg(rec: pycolmap.Reconstruction, scene: tuple[str, str]) -> float:
     """With the ground truth: share of the model's pairs more than 30 degrees off."""
+    return _score([rec], scene)["pairs_over_30deg"]
+
+
+def _score(models: list[pycolmap.Reconstruction], scene: tuple[str, str]) -> dict:
     gt = evaluate.read_poses(LABELS)[scene]
-    by_name = {p.rsplit("/", 1)[1]: p for p in gt}
-    poses = imc.poses_from_models([rec], list(by_name))
-    names = sorted(poses)
-    off = [
-        evaluate.pose_errors(
-            *evaluate.relative_pose(gt[by_name[a]], gt[by_name[b]]), *evaluate.relative_pose(poses[a], poses[b])
-        )[0]
-        > 30
-        for i, a in enumerate(names)
-        for b in names[i + 1 :]
-    ]
-    return float(np.mean(off))
+    names = [p.rsplit("/", 1)[1] for p in gt]
+    poses = imc.poses_from_models(models, names)
+    placeholder = evaluate.Pose(np.eye(3), np.zeros(3))
+    pred = {p: poses.get(n, placeholder) for p, n in zip(gt, names, strict=True)}
+    return evaluate.evaluate_scene(gt, pred, evaluate.read_thresholds(DATA / "thresholds.csv")[scene])
 
 
 def test_the_folded_global_temple_is_flagged_and_the_incremental_one_is_not(database, tmp_path):
@@ -99,20 +96,14 @@ def test_the_dino_reconstructs_unfolded_end_to_end(tmp_path):
     """The dark dino: the global mapper misplaces one view, the repair puts it back (mAA 0.82 -> 0.95)."""
     result = pipeline.reconstruct(DINO_IMAGES, tmp_path, config.defaults())
     assert not result.suspect()
-    # the dark dino cannot pin its principal point down (refined, it wandered 660 px off and
+    # the dark dino cannot pin its principal point down (refined, it wandered 660-740 px off and
     # mAA fell to 0.08): the centre is kept
     decision = mapping.read_mapper(tmp_path)["principal_points"][0]
     assert not decision["refined"] and max(next(iter(decision["cameras"].values()))["sigma_px"]) > 6.4
     rec = result.models[0]
     assert rec.num_reg_images() == 16
     assert share_over_30deg(rec, ("middlebury", "dinoSparseRing")) <= 0.02
-    scene = ("middlebury", "dinoSparseRing")
-    gt = evaluate.read_poses(LABELS)[scene]
-    names = [p.rsplit("/", 1)[1] for p in gt]
-    poses = imc.poses_from_models(result.models, names)
-    pred = {p: poses[n] for p, n in zip(gt, names, strict=True)}
-    score = evaluate.evaluate_scene(gt, pred, evaluate.read_thresholds(DATA / "thresholds.csv")[scene])
-    assert score["mAA"] >= 0.85
+    assert _score(result.models, ("middlebury", "dinoSparseRing"))["mAA"] >= 0.85
 
 
 def test_a_duplicate_photo_gets_the_pose_of_the_one_it_copies(temple_run):

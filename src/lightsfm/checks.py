@@ -91,26 +91,27 @@ class ModelCheck:
         }
 
 
-def _normalized(rec: pycolmap.Reconstruction, image: pycolmap.Image, idx: np.ndarray) -> np.ndarray:
-    """Keypoints ``idx`` of ``image`` as undistorted, normalised camera coordinates (N, 2)."""
-    xy = np.array([image.points2D[int(i)].xy for i in idx], dtype=np.float64).reshape(-1, 2)
-    return np.asarray(rec.cameras[image.camera_id].cam_from_img(xy), dtype=np.float64).reshape(-1, 2)
-
-
 def _skew(t: np.ndarray) -> np.ndarray:
     return np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
 
 
-def sampson_px(rec: pycolmap.Reconstruction, id1: int, id2: int, matches: np.ndarray) -> np.ndarray:
-    """Sampson epipolar error of ``matches`` under the model's relative pose, in pixels."""
+def normalized_keypoints(rec: pycolmap.Reconstruction, image_id: int) -> np.ndarray:
+    """All keypoints of an image as undistorted, normalised camera coordinates (N, 2)."""
+    image = rec.images[image_id]
+    xy = np.array([p.xy for p in image.points2D], dtype=np.float64).reshape(-1, 2)
+    return np.asarray(rec.cameras[image.camera_id].cam_from_img(xy), dtype=np.float64).reshape(-1, 2)
+
+
+def sampson_px(rec: pycolmap.Reconstruction, id1: int, id2: int, x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
+    """Sampson epipolar error of matched normalised points ``x1`` ↔ ``x2`` (N, 2) under the
+    model's relative pose of images ``id1`` and ``id2``, in pixels."""
     im1, im2 = rec.images[id1], rec.images[id2]
     rel = im2.cam_from_world() * im1.cam_from_world().inverse()
     t = np.asarray(rel.translation, dtype=np.float64)
     if np.linalg.norm(t) < 1e-12:  # same centre: no epipolar geometry to test
-        return np.zeros(len(matches))
+        return np.zeros(len(x1))
     E = _skew(t / np.linalg.norm(t)) @ np.asarray(rel.rotation.matrix(), dtype=np.float64)
-    x1 = np.c_[_normalized(rec, im1, matches[:, 0]), np.ones(len(matches))]
-    x2 = np.c_[_normalized(rec, im2, matches[:, 1]), np.ones(len(matches))]
+    x1, x2 = np.c_[x1, np.ones(len(x1))], np.c_[x2, np.ones(len(x2))]
     Ex1, Etx2 = x1 @ E.T, x2 @ E
     num = np.einsum("ij,ij->i", x2, Ex1) ** 2
     den = Ex1[:, 0] ** 2 + Ex1[:, 1] ** 2 + Etx2[:, 0] ** 2 + Etx2[:, 1] ** 2
@@ -129,10 +130,14 @@ def check_model(
     conf = {**default_conf, **(conf or {})}
     check = ModelCheck(conf=conf)
     posed = {i for i, im in rec.images.items() if im.has_pose}
+    points: dict[int, np.ndarray] = {}  # each image's keypoints converted once, not once per pair
     for (id1, id2), matches in evidence.items():
         if id1 not in posed or id2 not in posed:
             continue
-        err = sampson_px(rec, id1, id2, matches)
+        for i in (id1, id2):
+            if i not in points:
+                points[i] = normalized_keypoints(rec, i)
+        err = sampson_px(rec, id1, id2, points[id1][matches[:, 0]], points[id2][matches[:, 1]])
         check.pairs.append(
             PairCheck(
                 rec.images[id1].name,

@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import sys
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -145,14 +146,15 @@ def refine_principal_points(
     are kept when the bundle adjustment's own covariance pins each to within
     ``principal_point_max_sigma`` of the image's long side and puts it more than two
     standard deviations from the centre (measured, benchmarks/principal_point.py: the full
-    temple ring moves it to 2-4 px of its calibration at a sigma of ~3 px, 0.938 → 0.983 mAA;
-    on half rings and the dark dino it wanders 40-700 px off at sigmas of 20-600 px, and
-    kept would cost up to 0.87 mAA). Its covariance is not enough where a camera has few
+    temple ring moves it to within 5 px of its calibration at sigmas of 2-3 px, 0.938 → 0.983
+    mAA; on half rings and the dark dino it wanders up to 740 px off at sigmas of 20-630 px,
+    and kept would cost up to 0.87 mAA). Its covariance is not enough where a camera has few
     photos: on an internet-style copy of fountain-P11 (five cameras of 2-3 photos,
-    benchmarks/internet.py) it claimed 2 px and missed by 60 px (mAA 0.175 refined, 0.447
-    not), so a camera also needs ``principal_point_min_views`` photos (Herz-Jesus, the
-    smallest scene it helped, has 8). Otherwise the centre stays. ``guard=False`` keeps
-    the refined ones whatever the covariance says (for measuring the guard).
+    benchmarks/internet.py) it claimed 2 px and missed by 60 px (mAA 0.175; 0.533 with this
+    rule and cropped photos as cameras of their own), so a camera also needs
+    ``principal_point_min_views`` photos (Herz-Jesus, the smallest scene it helped, has 8).
+    Otherwise the centre stays. ``guard=False`` keeps the refined ones whatever the
+    covariance says (for measuring the guard).
     """
     if rec.num_reg_images() == 0:
         return rec, {"refined": False, "why": "no registered images"}
@@ -178,11 +180,12 @@ def refine_principal_points(
     residual = trial.compute_mean_reprojection_error() if trial.num_points3D() else 1.0
     sigmas = _principal_point_sigmas(trial, cov, opts)
     cameras, keep = {}, bool(sigmas) and len(sigmas) == len(trial.cameras)
+    views_of = Counter(im.camera_id for im in trial.images.values() if im.has_pose)
     for camera_id, cam in trial.cameras.items():
         centre = np.array([cam.width, cam.height]) / 2
         found = np.asarray([cam.principal_point_x, cam.principal_point_y])
         sigma = sigmas.get(camera_id, np.full(2, np.inf)) * residual
-        views = sum(1 for im in trial.images.values() if im.camera_id == camera_id and im.has_pose)
+        views = views_of[camera_id]
         known = bool(np.all(sigma <= conf["principal_point_max_sigma"] * max(cam.width, cam.height)))
         known = known and views >= conf["principal_point_min_views"]
         off_centre = bool(np.any(np.abs(found - centre) > 2 * sigma))

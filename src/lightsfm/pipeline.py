@@ -99,13 +99,8 @@ def reconstruct(
         return _reconstruct(image_dir, output, conf, image_names)
 
 
-def _reconstruct(
-    image_dir: Path,
-    output: Path,
-    conf: dict[str, Any] | None = None,
-    image_names: list[str] | None = None,
-) -> Result:
-    conf = config.merge(config.defaults(), conf or {})
+def _reconstruct(image_dir: Path, output: Path, conf: dict[str, Any], image_names: list[str] | None) -> Result:
+    """``reconstruct`` under the lock, with the full, checked settings."""
     image_dir, output = Path(image_dir), Path(output)
     output.mkdir(parents=True, exist_ok=True)
     for stale in output.glob("*.tmp"):  # left by a killed run; the files they were to replace are intact
