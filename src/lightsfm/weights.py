@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -23,6 +24,8 @@ FILES = {
     "aliked-n32": "aliked-n32.pth",
     "aliked-t16": "aliked-t16.pth",
     "lightglue-aliked": "aliked_lightglue.pth",
+    "disk": "disk-depth-save.pth",
+    "lightglue-disk": "disk_lightglue.pth",
 }
 
 
@@ -66,12 +69,69 @@ def load_state_dict_checked(model: torch.nn.Module, state_dict: dict, source: ob
         )
 
 
-def load_weights(model: torch.nn.Module, name: str, path: Path | None = None) -> None:
-    """Loads the weight file of ``name`` (or ``path``) into ``model``, checked, and sets eval mode."""
-    path = Path(path) if path else weight_path(name)
+def read_state_dict(path: Path) -> dict:
+    """The state dict stored in ``path``; a one-line LightsfmError naming the file if it is not one."""
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file: say which
-        raise LightsfmError(f"{path}: cannot be read as a PyTorch state dict ({e})") from None
+        why = (str(e).strip().splitlines() or [""])[0][:200]
+        raise LightsfmError(f"{path}: cannot be read as a PyTorch state dict ({type(e).__name__}: {why})") from None
+    if not isinstance(state_dict, dict):
+        raise LightsfmError(f"{path}: cannot be read as a PyTorch state dict (it holds a {type(state_dict).__name__})")
+    return state_dict
+
+
+def load_weights(model: torch.nn.Module, name: str, path: Path | None = None) -> None:
+    """Loads the weight file of ``name`` (or ``path``) into ``model``, checked, and sets eval mode.
+
+    The keys are first put in the names of kornia's architecture (``_REMAP``), so that
+    the check then fails on anything the network would not use.
+    """
+    path = Path(path) if path else weight_path(name)
+    state_dict = read_state_dict(path)
+    if name in _REMAP:
+        state_dict = _REMAP[name](state_dict)
     load_state_dict_checked(model, state_dict, path)
     model.eval()
+
+
+def load_lightglue(model: torch.nn.Module, features: str, path: Path | None = None) -> None:
+    """Loads LightGlue's weights for ``features`` ("aliked", "disk") into kornia's
+    ``LightGlue(features=None, input_dim=128)``, every parameter checked."""
+    load_weights(model, f"lightglue-{features}", path)
+
+
+def _disk_keys(state_dict: dict) -> dict:
+    """DISK's training code saves ``{"extractor": <the network's state dict>}`` (the only
+    key of disk-depth-save.pth); kornia's ``DISK`` has that network's names exactly."""
+    inner = state_dict.get("extractor")
+    return inner if isinstance(inner, dict) and len(state_dict) == 1 else state_dict
+
+
+_OLD_ATTENTION = re.compile(r"^(self_attn|cross_attn)\.(\d+)\.")
+_SCALE = re.compile(r"^log_assignment\.\d+\.r$")
+
+
+def _lightglue_keys(state_dict: dict) -> dict:
+    """LightGlue's keys in kornia's names.
+
+    - ``self_attn.{i}.*`` / ``cross_attn.{i}.*`` (LightGlue's first release, as in
+      disk_lightglue.pth) → ``transformers.{i}.self_attn.*`` / ``.cross_attn.*``, as kornia's
+      own loader renames them (inside ``LightGlue.__init__``, only when kornia downloads).
+      aliked_lightglue.pth already has kornia's names and passes unchanged.
+    - ``log_assignment.{i}.r`` (disk_lightglue.pth, one (1,) tensor per layer): dropped. A
+      scalar left by the training code's match assignment (glue-factory's has an optional
+      ``temperature`` multiplying the similarity) that kornia's network lacks, i.e. takes
+      as 1; kornia's own loader ignores it (strict=False). Every one in the file is exactly
+      1.0, so dropping them changes nothing; any other value is kept, and refused as left over.
+    """
+    out = {}
+    for key, value in state_dict.items():
+        if _SCALE.match(key) and value.numel() == 1 and float(value) == 1.0:
+            continue
+        out[_OLD_ATTENTION.sub(r"transformers.\2.\1.", key)] = value
+    return out
+
+
+# Key mappings by model name, applied by load_weights before the strict check.
+_REMAP = {"disk": _disk_keys, "lightglue-aliked": _lightglue_keys, "lightglue-disk": _lightglue_keys}
