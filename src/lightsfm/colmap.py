@@ -259,3 +259,31 @@ def summary(rec: pycolmap.Reconstruction) -> dict[str, float]:
         "mean_track_length": rec.compute_mean_track_length() if rec.num_points3D() else 0.0,
         "mean_reprojection_error": rec.compute_mean_reprojection_error() if rec.num_points3D() else 0.0,
     }
+
+
+def read_model(folder: Path) -> pycolmap.Reconstruction:
+    """A COLMAP model (binary or text) from ``folder``; ValueError when it holds none."""
+    return pycolmap.Reconstruction(Path(folder))
+
+
+def camera_poses(rec: pycolmap.Reconstruction) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """World-to-camera rotation (3, 3) and camera centre (3,) of each registered image, by name."""
+    out = {}
+    for image in rec.images.values():
+        if image.has_pose:
+            pose = image.cam_from_world()
+            out[image.name] = (np.asarray(pose.rotation.matrix()), np.asarray(image.projection_center()))
+    return out
+
+
+def transformed(
+    rec: pycolmap.Reconstruction, scale: float, rotation: np.ndarray, translation: np.ndarray
+) -> pycolmap.Reconstruction:
+    """A copy of ``rec`` moved by new = scale · rotation · old + translation: every pose and
+    3D point, by pycolmap's own Sim3d (cameras and 2D observations are unchanged)."""
+    new_from_old = pycolmap.Sim3d(
+        float(scale), pycolmap.Rotation3d(np.asarray(rotation, dtype=np.float64)), np.asarray(translation, np.float64)
+    )
+    out = pycolmap.Reconstruction(rec)
+    out.transform(new_from_old)
+    return out
