@@ -175,7 +175,7 @@ def git_state() -> dict:
 
 
 def score(models: list, paths: list[str], names: list[str], gt: dict, ths, duplicates: dict | None = None) -> dict:
-    poses = imc.poses_from_models(models, names, duplicates)
+    poses = colmap.poses_from_models(models, names, duplicates)
     placeholder = ev.Pose(np.eye(3), np.zeros(3))
     pred = {p: poses.get(n, placeholder) for p, n in zip(paths, names, strict=True)}
     return ev.evaluate_scene(gt, pred, ths)

@@ -22,7 +22,7 @@ import cv2  # noqa: E402,F401  (before pycolmap)
 import numpy as np
 import pycolmap
 
-from lightsfm import config, imc, pipeline
+from lightsfm import colmap, config, imc, pipeline
 from lightsfm import evaluate as ev
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,7 +75,7 @@ def main() -> None:
                 result = pipeline.reconstruct(args.data / image_dir, out, conf, image_names=names)
                 if not first.exists():
                     shutil.copytree(out, first)
-                poses = imc.poses_from_models(result.models, names)
+                poses = colmap.poses_from_models(result.models, names)
                 placeholder = ev.Pose(np.eye(3), np.zeros(3))
                 pred = {p: poses.get(n, placeholder) for p, n in zip(paths, names, strict=True)}
                 s = ev.evaluate_scene(gt_all[(ds, sc)], pred, ths_all[(ds, sc)])

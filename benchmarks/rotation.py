@@ -24,7 +24,7 @@ import numpy as np
 import pycolmap
 from PIL import Image
 
-from lightsfm import config, imc, pipeline
+from lightsfm import colmap, config, imc, pipeline
 from lightsfm import evaluate as ev
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,7 +79,7 @@ def main() -> None:
             t = time.perf_counter()
             r = pipeline.reconstruct(rot_dir, out, conf, image_names=png)
             wall = time.perf_counter() - t
-            poses = imc.poses_from_models(r.models, png)
+            poses = colmap.poses_from_models(r.models, png)
             pred = {p: poses.get(q, ev.Pose(np.eye(3), np.zeros(3))) for p, q in zip(paths, png, strict=True)}
             s = ev.evaluate_scene(gt, pred, ths_all.get((ds, sc)) or ev.default_thresholds(ds, sc))
             reg = r.models[0].num_reg_images() if r.models else 0

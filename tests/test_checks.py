@@ -14,7 +14,7 @@ import pycolmap
 import pytest
 
 from conftest import DATA
-from lightsfm import checks, colmap, config, evaluate, imc, mapping, pipeline
+from lightsfm import checks, colmap, config, evaluate, mapping, pipeline
 
 pytestmark = pytest.mark.data
 
@@ -37,7 +37,7 @@ def share_over_30deg(rec: pycolmap.Reconstruction, scene: tuple[str, str]) -> fl
 def _score(models: list[pycolmap.Reconstruction], scene: tuple[str, str]) -> dict:
     gt = evaluate.read_poses(LABELS)[scene]
     names = [p.rsplit("/", 1)[1] for p in gt]
-    poses = imc.poses_from_models(models, names)
+    poses = colmap.poses_from_models(models, names)
     placeholder = evaluate.Pose(np.eye(3), np.zeros(3))
     pred = {p: poses.get(n, placeholder) for p, n in zip(gt, names, strict=True)}
     return evaluate.evaluate_scene(gt, pred, evaluate.read_thresholds(DATA / "thresholds.csv")[scene])
@@ -110,10 +110,10 @@ def test_a_duplicate_photo_gets_the_pose_of_the_one_it_copies(temple_run):
     out, _, _ = temple_run
     models = mapping.load_models(out / "middlebury" / "templeSparseRing")
     names = ["templeSR0001.png", "copy of 0001.png"]
-    poses = imc.poses_from_models(models, names, {"copy of 0001.png": "templeSR0001.png"})
+    poses = colmap.poses_from_models(models, names, {"copy of 0001.png": "templeSR0001.png"})
     assert set(poses) == set(names)
     assert np.array_equal(poses[names[0]].R, poses[names[1]].R) and np.array_equal(poses[names[0]].t, poses[names[1]].t)
-    assert set(imc.poses_from_models(models, names)) == {"templeSR0001.png"}
+    assert set(colmap.poses_from_models(models, names)) == {"templeSR0001.png"}
 
 
 def test_the_cli_warns_and_exits_4_on_a_folded_model(temple_run, tmp_path):

@@ -11,7 +11,7 @@ from kornia.feature import LightGlue
 from conftest import FOUNTAIN
 from lightsfm import weights
 from lightsfm.errors import LightsfmError
-from lightsfm.features.disk import DiskExtractor
+from lightsfm.extractors.disk import DiskExtractor
 from lightsfm.images import load_image
 
 pytestmark = pytest.mark.data
@@ -166,3 +166,23 @@ def test_disk_and_lightglue_match_neighbouring_photos(lightglue, features, photo
     # give 765 here: the strict key check, not this test, tells the two files apart.)
     assert len(i0) >= 500
     assert inliers is not None and inliers.sum() >= 0.9 * len(i0), (int(inliers.sum()), len(i0))
+
+
+def test_disk_plugs_into_the_stages_by_name(tmp_path):
+    """features.name = "disk": the extraction stage, the file names and LightGlue's DISK
+    weights follow from the name alone."""
+    import h5py
+
+    from lightsfm import extract, match
+    from lightsfm.io import pair_to_key
+
+    names = ["0003.jpg", "0004.jpg"]
+    for n in names:
+        (tmp_path / n).symlink_to(FOUNTAIN / n)
+    conf = {"name": "disk", "max_keypoints": 512, "resize_max": SIZE, "upright": False}
+    fpath, failed = extract.main(tmp_path, names, tmp_path, conf)
+    assert not failed and fpath.name == f"features-disk-k512-t0-w5-r{SIZE}.h5"
+    mpath = match.main([tuple(names)], fpath, tmp_path, {"name": "lightglue"})
+    assert mpath.name == f"matches-disk-k512-t0-w5-r{SIZE}-lightglue.h5"
+    with h5py.File(mpath) as f:
+        assert (f[pair_to_key(*names)]["matches0"][()] > -1).sum() > 100

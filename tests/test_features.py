@@ -9,7 +9,8 @@ import torch
 from kornia.feature import ALIKED
 
 from conftest import DEMO
-from lightsfm.features import aliked
+from lightsfm import extract
+from lightsfm.extractors import aliked
 from lightsfm.images import load_image
 from lightsfm.io import name_to_key
 from lightsfm.weights import load_weights
@@ -21,14 +22,14 @@ CONF = {"max_keypoints": 512, "resize_max": 640}
 @pytest.fixture(scope="module")
 def features(tmp_path_factory):
     out = tmp_path_factory.mktemp("feat")
-    path, failed = aliked.main(DEMO, NAMES, out, CONF)
+    path, failed = extract.main(DEMO, NAMES, out, CONF)
     return path, failed
 
 
 def test_shapes_and_coordinates(features):
     path, failed = features
     assert not failed
-    assert path.name == "features-aliked-n16-k512-r640-t0.01-upright.h5"  # orientation detection is on by default
+    assert path.name == "features-aliked-n16-k512-t0.01-r640-upright.h5"  # orientation detection is on by default
     with h5py.File(path) as f:
         for name in NAMES:
             g = f[name_to_key(name)]
@@ -49,15 +50,15 @@ def test_second_run_skips_finished_images(features, monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("the model was loaded although every image was done")
 
-    monkeypatch.setattr(aliked, "AlikedExtractor", refuse)
-    path2, _ = aliked.main(DEMO, NAMES, path.parent, CONF)
+    monkeypatch.setattr(aliked.AlikedExtractor, "_init", refuse)
+    path2, _ = extract.main(DEMO, NAMES, path.parent, CONF)
     assert path2 == path and path.stat().st_mtime_ns == before
 
 
 def test_bad_image_is_skipped_others_go_on(tmp_path):
     (tmp_path / "broken.jpg").write_bytes((DEMO / NAMES[0]).read_bytes()[:2000])
     (tmp_path / NAMES[0]).write_bytes((DEMO / NAMES[0]).read_bytes())
-    path, failed = aliked.main(tmp_path, ["broken.jpg", NAMES[0]], tmp_path, CONF)
+    path, failed = extract.main(tmp_path, ["broken.jpg", NAMES[0]], tmp_path, CONF)
     assert list(failed) == ["broken.jpg"] and "cannot be" in failed["broken.jpg"]
     with h5py.File(path) as f:
         assert list(f.keys()) == [name_to_key(NAMES[0])]

@@ -167,8 +167,8 @@ def test_a_photo_broken_after_reading_is_skipped_by_turn_detection_extraction_an
     """Reading passed, then the file changed: the later stages skip it with its reason."""
     from PIL import Image
 
+    from lightsfm import extract
     from lightsfm.dense import upright_inputs
-    from lightsfm.features import aliked
     from lightsfm.io import h5_keys
 
     for i, p in enumerate(DEMO_PHOTOS[:3]):
@@ -180,7 +180,7 @@ def test_a_photo_broken_after_reading_is_skipped_by_turn_detection_extraction_an
     out = tmp_path / "out"
     out.mkdir()
     conf = {"max_keypoints": 128, "resize_max": 320, "upright": True}
-    path, failed = aliked.main(tmp_path, [i.name for i in infos], out, conf)
+    path, failed = extract.main(tmp_path, [i.name for i in infos], out, conf)
     assert set(failed) == {"1.jpg"} and "truncated" in failed["1.jpg"]
     assert h5_keys(path) == {"0.jpg", "2.jpg"}
     skipped = upright_inputs(tmp_path, ["0.jpg", "1.jpg", "2.jpg"], tmp_path / "inputs")

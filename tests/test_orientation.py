@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from conftest import DEMO
-from lightsfm.features import aliked, orientation
+from lightsfm import extract, orientation
+from lightsfm.extractors import aliked
 
 
 @pytest.mark.parametrize("k", [0, 1, 2, 3])
@@ -40,7 +41,7 @@ def test_turned_photo_is_detected_and_extracted_upright(tmp_path):
     assert len(overlap) == 6 and min(overlap.values()) > 25  # four views of one facade: all pairs overlap
     assert found == {names[0]: 0, names[1]: 0, names[2]: 0, "turned.jpg": 1}
     conf = {"max_keypoints": 256, "resize_max": 480, "upright": True}
-    path, _ = aliked.main(tmp_path, [*names[:3], "turned.jpg"], tmp_path, conf)
+    path, _ = extract.main(tmp_path, [*names[:3], "turned.jpg"], tmp_path, conf)
     with h5py.File(path) as f:
         assert f[names[0]].attrs["rotation"] == 0
         g = f["turned.jpg"]
@@ -70,3 +71,29 @@ def test_synchronise_leaves_unconnected_images_unturned():
     assert found["c"] == 0
     assert sorted((found["a"], found["b"])) in ([0, 1], [0, 3])  # one of the two turned, consistently
     assert (found["a"] - found["b"]) % 4 == 3
+
+
+def test_large_scenes_match_each_photo_with_its_neighbours_only():
+    """Above EXHAUSTIVE_MAX photos, turn detection matches O(n·k) pairs, not n²/2, and
+    similar photos (here: noisy copies of the same descriptors) are among each one's pairs."""
+    rng = np.random.default_rng(0)
+    n, groups = 3 * orientation.EXHAUSTIVE_MAX, 6
+    base = [rng.normal(size=(300, 32)).astype(np.float32) for _ in range(groups)]
+
+    def feats(g: int) -> dict:
+        d = base[g] + 0.3 * rng.normal(size=base[g].shape).astype(np.float32)
+        return {"descriptors": d / np.linalg.norm(d, axis=1, keepdims=True)}
+
+    turned = {f"{i:03d}.jpg": [feats(i % groups)] for i in range(n)}
+    pairs = orientation.candidate_pairs(turned)
+    assert len(pairs) <= n * orientation.NEIGHBOURS < n * (n - 1) // 2
+    same_group = sum(int(a[:3]) % groups == int(b[:3]) % groups for a, b in pairs)
+    assert same_group / len(pairs) > 0.9
+    assert {x for p in pairs for x in p} == set(turned)
+    # a photo described at its four turns is paired by its best turn
+    turned["000.jpg"] = [feats(1), feats(0), feats(1), feats(1)]
+    only = orientation.candidate_pairs(turned, ["000.jpg"])
+    assert all("000.jpg" in p for p in only) and len(only) <= 2 * orientation.NEIGHBOURS
+    partners = [int((b if a == "000.jpg" else a)[:3]) % groups for a, b in only]
+    # its turns look like groups 1 (as stored) and 0 (turn 1): its partners come from both
+    assert sum(g in (0, 1) for g in partners) >= 0.9 * len(partners) and 0 in partners

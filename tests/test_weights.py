@@ -34,8 +34,8 @@ def test_left_over_or_missing_keys_are_refused():
 
 
 def test_real_models_load_completely():
-    from lightsfm.features.aliked import AlikedExtractor
-    from lightsfm.matching.lightglue import LightGlueMatcher
+    from lightsfm.extractors.aliked import AlikedExtractor
+    from lightsfm.matchers.lightglue import LightGlueMatcher
 
     assert not AlikedExtractor().model.training
     assert not LightGlueMatcher().model.training
@@ -44,7 +44,7 @@ def test_real_models_load_completely():
 def test_corrupt_weights_file(tmp_path):
     bad = tmp_path / "aliked-n16.pth"
     bad.write_bytes(b"garbage")
-    from lightsfm.features.aliked import AlikedExtractor
+    from lightsfm.extractors.aliked import AlikedExtractor
 
     with pytest.raises(LightsfmError, match="cannot be read as a PyTorch state dict"):
         AlikedExtractor({"weights": str(bad)})

@@ -8,10 +8,13 @@ contradicts verified pairs: it may be folded; see the summary's warning).
 from __future__ import annotations
 
 import errno
+import functools
+import inspect
 import json
 import logging
 import re
 import sys
+import typing
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,73 +33,94 @@ logger = logging.getLogger("lightsfm")
 EXIT_PARTIAL = 3
 EXIT_SUSPECT = 4
 
-# Options shared by several subcommands (None: keep the preset's value).
+# Options shared by several subcommands.
 Output = Annotated[Path, typer.Option("--output", "-o", help="Output folder (created; reused to resume).")]
-Preset = Annotated[str, typer.Option(help=f"Named settings: {', '.join(config.PRESETS)}.")]
-ConfigFile = Annotated[Path | None, typer.Option("--config", help="TOML file of settings (see README).")]
-Device = Annotated[str | None, typer.Option(help="Torch device: cpu, cuda, cuda:1, mps.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs and full tracebacks.")]
-Model = Annotated[str | None, typer.Option("--model", help="ALIKED variant: aliked-n16, -n16rot, -n32, -t16.")]
-MaxKp = Annotated[int | None, typer.Option("--max-keypoints", help="Keypoints per image (ALIKED).")]
-ResizeMax = Annotated[int | None, typer.Option("--resize-max", help="Long side (px) features are extracted at.")]
-Upright = Annotated[bool | None, typer.Option("--upright/--no-upright", help="Detect photos turned by 90°/180°/270°.")]
-DetTh = Annotated[float | None, typer.Option("--detection-threshold", help="ALIKED score threshold.")]
-Strategy = Annotated[str | None, typer.Option("--pairing", help="exhaustive, retrieval or auto.")]
-ExhMax = Annotated[int | None, typer.Option("--exhaustive-max", help="auto: exhaustive up to this many images.")]
-TopK = Annotated[int | None, typer.Option("--topk", help="retrieval: at least this many neighbours per image.")]
-Prematch = Annotated[
-    int | None,
-    typer.Option(help="Skip pairs with fewer cheap inliers (found by --upright's matching); 0 keeps all."),
-]
-SimTh = Annotated[float | None, typer.Option("--similarity-threshold", help="retrieval: also pair above this.")]
-GlobalDesc = Annotated[str | None, typer.Option("--global-descriptor", help="retrieval: auto, dinov2 or vlad.")]
-DinoModel = Annotated[str | None, typer.Option("--dinov2-model", help="vits14 or vitb14.")]
-DinoWeights = Annotated[Path | None, typer.Option("--dinov2-weights", help="Official DINOv2 checkpoint (.pth).")]
-MatcherOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--matcher",
-        help="mnn+lightglue (default: mutual nearest neighbours, LightGlue on weak pairs), mnn or lightglue.",
-    ),
-]
-DepthConf = Annotated[float | None, typer.Option("--depth-confidence", help="LightGlue early stop (-1 off).")]
-WidthConf = Annotated[float | None, typer.Option("--width-confidence", help="LightGlue pruning (-1 off).")]
-Verifier = Annotated[str | None, typer.Option("--verifier", help="RANSAC: magsac (OpenCV) or colmap.")]
-RansacTh = Annotated[float | None, typer.Option("--ransac-threshold", help="Epipolar error (px at feature size).")]
-MinInliers = Annotated[int | None, typer.Option("--min-inliers", help="Verified pairs need this many inliers.")]
-CamMode = Annotated[str | None, typer.Option("--camera-mode", help="auto (shared per camera), single, per-image.")]
-CamModel = Annotated[
-    str | None,
-    typer.Option("--camera-model", help="auto (SIMPLE_RADIAL with EXIF, SIMPLE_PINHOLE without) or a COLMAP model."),
-]
-MaxModels = Annotated[int | None, typer.Option("--max-models", help="Models kept when the scene splits.")]
-MinModel = Annotated[int | None, typer.Option("--min-model-size", help="Images a model needs to be kept.")]
-InitTri = Annotated[float | None, typer.Option("--init-min-tri-angle", help="Initial pair min angle (deg).")]
-MinTri = Annotated[float | None, typer.Option("--min-tri-angle", help="Triangulation min angle (deg).")]
-RefineFocal = Annotated[bool | None, typer.Option("--refine-focal/--fix-focal", help="Refine focal in BA.")]
-RefinePP = Annotated[bool | None, typer.Option("--refine-principal-point/--fix-principal-point")]
-Mapper = Annotated[
-    str | None,
-    typer.Option("--mapper", help="auto (default), incremental, global (GLOMAP) or best (both); see README."),
-]
-FinalPP = Annotated[
-    bool | None,
-    typer.Option(
-        "--final-principal-point/--no-final-principal-point",
-        help="A last bundle adjustment that also refines principal points (on).",
-    ),
-]
-RefineExtra = Annotated[bool | None, typer.Option("--refine-distortion/--fix-distortion")]
-NmsRadius = Annotated[int | None, typer.Option("--nms-radius", help="ALIKED non-maximum suppression radius (px).")]
-FilterTh = Annotated[float | None, typer.Option("--filter-threshold", help="LightGlue match confidence threshold.")]
-MinScore = Annotated[
-    float | None, typer.Option("--min-match-score", help="Drop matches scored below this before RANSAC.")
-]
-RansacConf = Annotated[float | None, typer.Option("--ransac-confidence", help="RANSAC confidence.")]
-RansacIters = Annotated[int | None, typer.Option("--ransac-iterations", help="RANSAC maximum iterations.")]
-InitInliers = Annotated[int | None, typer.Option("--init-min-inliers", help="Inliers the initial image pair needs.")]
-PoseInliers = Annotated[int | None, typer.Option("--abs-pose-min-inliers", help="Inliers to register an image.")]
-Seed = Annotated[int | None, typer.Option("--seed", help="Random seed of the mapper.")]
+
+
+def with_settings(*sections: str):
+    """Adds the command-line flags of these sections of the settings (as the stages declare
+    them: config.flag_specs), ``--preset``, ``--config`` and ``--set``; the command gets the
+    full, checked settings as ``conf``, merged once: defaults, preset, file, flags."""
+
+    def decorate(fn):
+        hints = typing.get_type_hints(fn, include_extras=True)  # (the annotations are strings here)
+        params = [
+            p.replace(annotation=hints[p.name]) for p in inspect.signature(fn).parameters.values() if p.name != "conf"
+        ]
+        known: dict[str, tuple[str, ...]] = {}
+        extra = [
+            inspect.Parameter(
+                "preset",
+                inspect.Parameter.KEYWORD_ONLY,
+                default="default",
+                annotation=Annotated[str, typer.Option(help=f"Named settings: {', '.join(config.PRESETS)}.")],
+            ),
+            inspect.Parameter(
+                "config_file",
+                inspect.Parameter.KEYWORD_ONLY,
+                default=None,
+                annotation=Annotated[Path | None, typer.Option("--config", help="TOML file of settings (see README).")],
+            ),
+            inspect.Parameter(
+                "set_",
+                inspect.Parameter.KEYWORD_ONLY,
+                default=None,
+                annotation=Annotated[
+                    list[str] | None,
+                    typer.Option("--set", help="Any setting, as section.key=value (repeatable; TOML values)."),
+                ],
+            ),
+        ]
+        for section in sections:
+            for path, decl, help_, default in config.flag_specs(section):
+                name = "__".join(path)
+                if name in known:
+                    continue
+                known[name] = path
+                kind = bool if isinstance(default, bool) else Path if default is None else type(default)
+                extra.append(
+                    inspect.Parameter(
+                        name,
+                        inspect.Parameter.KEYWORD_ONLY,
+                        default=None,
+                        annotation=Annotated[kind | None, typer.Option(decl, help=help_)],
+                    )
+                )
+
+        @functools.wraps(fn)
+        def command(**kwargs: Any) -> Any:
+            preset, file, sets = kwargs.pop("preset"), kwargs.pop("config_file"), kwargs.pop("set_") or []
+            overrides: dict[str, Any] = {}
+            for name, path in known.items():
+                value = kwargs.pop(name)
+                if value is None:
+                    continue
+                target = overrides
+                for k in path[:-1]:
+                    target = target.setdefault(k, {})
+                target[path[-1]] = str(value) if isinstance(value, Path) else value
+
+            def conf() -> dict[str, Any]:  # called inside the command's error handling
+                merged = overrides
+                for text in sets:
+                    merged = _deep_update(merged, config.parse_assignment(text))
+                return config.load(preset, file, merged)
+
+            return fn(**kwargs, conf=conf)
+
+        command.__signature__ = inspect.Signature(params + extra)  # what typer reads
+        command.__annotations__ = {p.name: p.annotation for p in params + extra}
+        return command
+
+    return decorate
+
+
+def _deep_update(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in update.items():
+        out[k] = _deep_update(out.get(k, {}), v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -110,62 +134,6 @@ def _setup_logging(verbose: bool) -> None:
     # COLMAP's own lines only with -v: its errors (e.g. "Failed to create any sparse model") are
     # reported by lightsfm in one line of its own
     pycolmap.logging.minloglevel = 0 if verbose else 3
-
-
-# Which setting each command-line flag sets: (section, key), or (key,) at the top level.
-FLAGS: dict[str, tuple[str, ...]] = {
-    "device": ("device",),
-    "model": ("features", "model"),
-    "max_keypoints": ("features", "max_keypoints"),
-    "resize_max": ("features", "resize_max"),
-    "detection_threshold": ("features", "detection_threshold"),
-    "upright": ("features", "upright"),
-    "pairing": ("pairs", "strategy"),
-    "exhaustive_max": ("pairs", "exhaustive_max"),
-    "topk": ("pairs", "topk"),
-    "prematch_min_inliers": ("pairs", "prematch_min_inliers"),
-    "similarity_threshold": ("pairs", "similarity_threshold"),
-    "global_descriptor": ("pairs", "global_descriptor"),
-    "dinov2_model": ("pairs", "dinov2_model"),
-    "dinov2_weights": ("pairs", "dinov2_weights"),
-    "matcher": ("matching", "model"),
-    "depth_confidence": ("matching", "depth_confidence"),
-    "width_confidence": ("matching", "width_confidence"),
-    "verifier": ("verify", "method"),
-    "ransac_threshold": ("verify", "threshold"),
-    "min_inliers": ("verify", "min_inliers"),
-    "camera_mode": ("verify", "camera_mode"),
-    "camera_model": ("verify", "camera_model"),
-    "max_models": ("mapping", "max_num_models"),
-    "min_model_size": ("mapping", "min_model_size"),
-    "init_min_tri_angle": ("mapping", "init_min_tri_angle"),
-    "min_tri_angle": ("mapping", "min_tri_angle"),
-    "refine_focal": ("mapping", "refine_focal_length"),
-    "refine_principal_point": ("mapping", "refine_principal_point"),
-    "final_principal_point": ("mapping", "final_principal_point"),
-    "mapper": ("mapping", "method"),
-    "refine_distortion": ("mapping", "refine_extra_params"),
-    "seed": ("mapping", "seed"),
-    "nms_radius": ("features", "nms_radius"),
-    "filter_threshold": ("matching", "filter_threshold"),
-    "min_match_score": ("verify", "min_match_score"),
-    "ransac_confidence": ("verify", "confidence"),
-    "ransac_iterations": ("verify", "max_iterations"),
-    "init_min_inliers": ("mapping", "init_min_num_inliers"),
-    "abs_pose_min_inliers": ("mapping", "abs_pose_min_num_inliers"),
-}
-
-
-def _overrides(flags: dict[str, Any]) -> dict[str, Any]:
-    """Nested settings from a command's flag values (its locals()), leaving out flags not given."""
-    out: dict[str, Any] = {}
-    for name, value in flags.items():
-        if name not in FLAGS or value is None:
-            continue
-        *section, key = FLAGS[name]
-        target = out.setdefault(section[0], {}) if section else out
-        target[key] = str(value) if isinstance(value, Path) else value
-    return out
 
 
 # What a full disk (or quota, or file-size limit) looks like from Python, h5py and pycolmap.
@@ -211,66 +179,20 @@ def _run(fn, verbose: bool) -> Any:
         raise typer.Exit(1) from None
 
 
-def _conf(preset: str, config_file: Path | None, overrides: dict[str, Any]) -> dict[str, Any]:
-    return config.load(preset, config_file, overrides)
-
-
 @app.command()
+@with_settings("device", "features", "pairs", "matching", "verify", "mapping")
 def reconstruct(
     images: Annotated[Path, typer.Argument(help="Folder of photos (searched recursively).")],
     output: Output,
-    preset: Preset = "default",
-    config_file: ConfigFile = None,
-    device: Device = None,
-    model: Model = None,
-    max_keypoints: MaxKp = None,
-    resize_max: ResizeMax = None,
-    detection_threshold: DetTh = None,
-    upright: Upright = None,
-    pairing: Strategy = None,
-    exhaustive_max: ExhMax = None,
-    topk: TopK = None,
-    prematch_min_inliers: Prematch = None,
-    similarity_threshold: SimTh = None,
-    global_descriptor: GlobalDesc = None,
-    dinov2_model: DinoModel = None,
-    dinov2_weights: DinoWeights = None,
-    matcher: MatcherOpt = None,
-    depth_confidence: DepthConf = None,
-    width_confidence: WidthConf = None,
-    verifier: Verifier = None,
-    ransac_threshold: RansacTh = None,
-    min_inliers: MinInliers = None,
-    camera_mode: CamMode = None,
-    camera_model: CamModel = None,
-    max_models: MaxModels = None,
-    min_model_size: MinModel = None,
-    init_min_tri_angle: InitTri = None,
-    min_tri_angle: MinTri = None,
-    refine_focal: RefineFocal = None,
-    refine_principal_point: RefinePP = None,
-    final_principal_point: FinalPP = None,
-    mapper: Mapper = None,
-    refine_distortion: RefineExtra = None,
-    nms_radius: NmsRadius = None,
-    filter_threshold: FilterTh = None,
-    min_match_score: MinScore = None,
-    ransac_confidence: RansacConf = None,
-    ransac_iterations: RansacIters = None,
-    init_min_inliers: InitInliers = None,
-    abs_pose_min_inliers: PoseInliers = None,
-    seed: Seed = None,
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip writing OUT/report.html.")] = False,
     verbose: Verbose = False,
+    conf=None,
 ) -> None:
     """Photos → pairs → ALIKED → LightGlue → RANSAC → pycolmap: OUT/sparse/<k>/ and OUT/points.ply."""
     from . import pipeline
 
-    overrides = _overrides(locals())
-
     def body() -> None:
-        conf = _conf(preset, config_file, overrides)
-        result = pipeline.reconstruct(images, output, conf)
+        result = pipeline.reconstruct(images, output, conf())
         typer.echo(pipeline.format_summary(result))
         if result.models and not no_report:
             from . import report as report_stage
@@ -288,29 +210,21 @@ def reconstruct(
 
 
 @app.command()
+@with_settings("device", "features")
 def extract(
     images: Annotated[Path, typer.Argument(help="Folder of photos.")],
     output: Output,
-    preset: Preset = "default",
-    config_file: ConfigFile = None,
-    device: Device = None,
-    model: Model = None,
-    max_keypoints: MaxKp = None,
-    resize_max: ResizeMax = None,
-    detection_threshold: DetTh = None,
-    upright: Upright = None,
     verbose: Verbose = False,
+    conf=None,
 ) -> None:
-    """ALIKED keypoints and descriptors → OUT/features-<settings>.h5."""
-    from .features import aliked
+    """Local features (ALIKED by default) → OUT/features-<settings>.h5."""
+    from . import extract as extract_stage
     from .images import list_images
 
-    overrides = _overrides(locals())
-
     def body() -> None:
-        conf = _conf(preset, config_file, overrides)
+        c = conf()
         Path(output).mkdir(parents=True, exist_ok=True)
-        path, failed = aliked.main(images, list_images(images), output, conf["features"], conf["device"])
+        path, failed = extract_stage.main(images, list_images(images), output, c["features"], c["device"])
         for name, reason in failed.items():
             typer.echo(f"skipped {name}: {reason}", err=True)
         typer.echo(str(path))
@@ -319,153 +233,112 @@ def extract(
 
 
 @app.command("pairs")
+@with_settings("device", "pairs")
 def pairs_cmd(
     images: Annotated[Path, typer.Argument(help="Folder of photos.")],
     output: Output,
     features: Annotated[Path | None, typer.Option(help="features .h5 (needed by VLAD retrieval).")] = None,
-    preset: Preset = "default",
-    config_file: ConfigFile = None,
-    device: Device = None,
-    pairing: Strategy = None,
-    exhaustive_max: ExhMax = None,
-    topk: TopK = None,
-    prematch_min_inliers: Prematch = None,
-    similarity_threshold: SimTh = None,
-    global_descriptor: GlobalDesc = None,
-    dinov2_model: DinoModel = None,
-    dinov2_weights: DinoWeights = None,
     verbose: Verbose = False,
+    conf=None,
 ) -> None:
     """Image pairs to match → OUT/pairs-<strategy>.txt."""
     from . import pairs
     from .images import list_images
 
-    overrides = _overrides(locals())
-
     def body() -> None:
-        conf = _conf(preset, config_file, overrides)
+        c = conf()
         Path(output).mkdir(parents=True, exist_ok=True)
-        path, found = pairs.main(list_images(images), output, conf["pairs"], images, features, conf["device"])
+        path, found = pairs.main(list_images(images), output, c["pairs"], images, features, c["device"])
         typer.echo(f"{len(found)} pairs → {path}")
 
     _run(body, verbose)
 
 
 @app.command()
+@with_settings("device", "matching")
 def match(
     output: Output,
     pairs_file: Annotated[Path, typer.Option("--pairs", help="Pair list (pairs-*.txt).")],
     features: Annotated[Path, typer.Option(help="features .h5 from `lightsfm extract`.")],
-    preset: Preset = "default",
-    config_file: ConfigFile = None,
-    device: Device = None,
-    matcher: MatcherOpt = None,
-    depth_confidence: DepthConf = None,
-    width_confidence: WidthConf = None,
     verbose: Verbose = False,
+    conf=None,
 ) -> None:
     """Matches of the listed pairs (MNN, LightGlue on weak pairs; or --matcher) → OUT/matches-<feats>-<matcher>.h5."""
-    from . import matching
+    from . import match as match_stage
     from .pairs import read_pairs
 
-    overrides = _overrides(locals())
-
     def body() -> None:
-        conf = _conf(preset, config_file, overrides)
-        path = matching.main(read_pairs(pairs_file), features, output, conf["matching"], conf["device"])
-        typer.echo(str(path))
+        c = conf()
+        typer.echo(str(match_stage.main(read_pairs(pairs_file), features, output, c["matching"], c["device"])))
 
     _run(body, verbose)
 
 
 @app.command()
+@with_settings("verify")
 def verify(
     images: Annotated[Path, typer.Argument(help="Folder of photos (for sizes and EXIF).")],
     output: Output,
     pairs_file: Annotated[Path, typer.Option("--pairs", help="Pair list.")],
     features: Annotated[Path, typer.Option(help="features .h5.")],
     matches: Annotated[Path, typer.Option(help="matches .h5.")],
-    preset: Preset = "default",
-    config_file: ConfigFile = None,
-    verifier: Verifier = None,
-    ransac_threshold: RansacTh = None,
-    min_inliers: MinInliers = None,
-    camera_mode: CamMode = None,
-    camera_model: CamModel = None,
     verbose: Verbose = False,
+    conf=None,
 ) -> None:
     """RANSAC verification → OUT/database.db (cameras, images, keypoints, matches, geometries)."""
     from . import verify as verify_stage
     from .images import list_images, read_infos
     from .pairs import read_pairs
-
-    overrides = _overrides(locals())
+    from .workspace import Workspace
 
     def body() -> None:
-        conf = _conf(preset, config_file, overrides)
+        c = conf()
         infos, _ = read_infos(images, list_images(images))
-        stats = verify_stage.main(
-            infos, read_pairs(pairs_file), features, matches, Path(output) / "database.db", conf["verify"]
-        )
-        typer.echo(f"{stats['verified']}/{stats['pairs']} pairs verified → {Path(output) / 'database.db'}")
+        database = Workspace(output).database
+        stats = verify_stage.main(infos, read_pairs(pairs_file), features, matches, database, c["verify"])
+        typer.echo(f"{stats['verified']}/{stats['pairs']} pairs verified → {database}")
 
     _run(body, verbose)
 
 
 @app.command("map")
+@with_settings("mapping")
 def map_cmd(
     images: Annotated[Path, typer.Argument(help="Folder of photos.")],
     output: Output,
-    preset: Preset = "default",
-    config_file: ConfigFile = None,
-    max_models: MaxModels = None,
-    min_model_size: MinModel = None,
-    init_min_tri_angle: InitTri = None,
-    min_tri_angle: MinTri = None,
-    refine_focal: RefineFocal = None,
-    refine_principal_point: RefinePP = None,
-    final_principal_point: FinalPP = None,
-    mapper: Mapper = None,
-    refine_distortion: RefineExtra = None,
-    seed: Seed = None,
     verbose: Verbose = False,
+    conf=None,
 ) -> None:
     """Incremental mapping of OUT/database.db → OUT/sparse/<k>/ and OUT/points.ply."""
     from . import colmap, mapping
-
-    overrides = _overrides(locals())
+    from .workspace import Workspace
 
     def body() -> None:
-        conf = _conf(preset, config_file, overrides)
-        database = Path(output) / "database.db"
+        c = conf()
+        database = Workspace(output).database
         if not database.exists():
             raise LightsfmError(f"{database}: not found; run `lightsfm verify` first")
-        models = mapping.main(database, images, output, conf["mapping"])
-        for k, m in enumerate(models):
+        for k, m in enumerate(mapping.main(database, images, output, c["mapping"])):
             typer.echo(f"sparse/{k}: {colmap.summary(m)}")
 
     _run(body, verbose)
 
 
 @app.command()
+@with_settings("device", "features", "pairs", "matching", "verify", "mapping")
 def imc(
     data: Annotated[Path, typer.Argument(help="IMC2023-layout folder with train_labels.csv.")],
     output: Output,
     scene: Annotated[list[str] | None, typer.Option(help="Only this dataset/scene (repeatable).")] = None,
     labels: Annotated[Path | None, typer.Option(help="Listing CSV (default: DATA/train_labels.csv).")] = None,
-    preset: Preset = "default",
-    config_file: ConfigFile = None,
-    device: Device = None,
     verbose: Verbose = False,
+    conf=None,
 ) -> None:
     """Reconstruct every scene of an IMC-layout folder → OUT/submission.csv."""
     from . import imc as imc_stage
 
-    overrides = _overrides(locals())
-
     def body() -> None:
-        conf = _conf(preset, config_file, overrides)
-        path, runs = imc_stage.main(data, output, conf, labels, scene)
+        path, runs = imc_stage.main(data, output, conf(), labels, scene)
         for name, r in runs.items():
             reg = (
                 "error: " + r["error"]
@@ -500,64 +373,36 @@ def evaluate(
 
 
 @app.command()
+@with_settings("device", "dense")
 def dense(
     output: Annotated[Path, typer.Argument(help="Output folder of a run (with sparse/0).")],
     images: Annotated[Path | None, typer.Option(help="Photo folder (default: the one the run used).")] = None,
-    preset: Preset = "default",
-    config_file: ConfigFile = None,
-    device: Device = None,
-    max_size: Annotated[int | None, typer.Option(help="Long side (px) of the depth maps.")] = None,
-    num_src: Annotated[int | None, typer.Option(help="Source views per depth map.")] = None,
-    num_depths: Annotated[int | None, typer.Option(help="Planes in the sweep.")] = None,
-    iterations: Annotated[int | None, typer.Option(help="Refinement rounds after the sweep.")] = None,
     depth_min: Annotated[float | None, typer.Option(help="Nearest depth (default: from the sparse points).")] = None,
     depth_max: Annotated[float | None, typer.Option(help="Farthest depth (with --depth-min).")] = None,
-    mesher: Annotated[str | None, typer.Option(help="poisson or none.")] = None,
-    backend: Annotated[str | None, typer.Option(help="torch, or colmap-cuda (pycolmap built with CUDA).")] = None,
-    model_index: Annotated[int | None, typer.Option("--model", help="Which sparse model (0: largest).")] = None,
     verbose: Verbose = False,
+    conf=None,
 ) -> None:
     """Depth maps, fused point cloud and mesh: OUT/dense/{fused,mesh}.ply (CPU by default)."""
     from . import dense as dense_stage
+    from .workspace import Workspace
 
     def body() -> None:
-        d: dict[str, Any] = {}
-        st: dict[str, Any] = {}
-        for key, value in (
-            ("max_image_size", max_size),
-            ("num_src", num_src),
-            ("mesher", mesher),
-            ("backend", backend),
-            ("model", model_index),
-        ):
-            if value is not None:
-                d[key] = value
-        for key, value in (("num_depths", num_depths), ("iterations", iterations)):
-            if value is not None:
-                st[key] = value
         if (depth_min is None) != (depth_max is None):
             raise LightsfmError("--depth-min and --depth-max go together")
+        c = conf()
         if depth_min is not None:
-            d["depth_range"] = [depth_min, depth_max]
-        if st:
-            d["stereo"] = st
-        overrides: dict[str, Any] = {"dense": d}
-        if device is not None:
-            overrides["device"] = device
-        conf = _conf(preset, config_file, overrides)
-        summary = dense_stage.main(output, conf["dense"], conf["device"], images)
+            c["dense"]["depth_range"] = [depth_min, depth_max]
+            config.validate(c)
+        ws = Workspace(output)
+        summary = dense_stage.main(output, c["dense"], c["device"], images)
         mesh = summary.get("mesh")
         typer.echo(
-            f"{summary['images']} depth maps, {summary['fused_points']} fused points → {output / 'dense' / 'fused.ply'}"
-            + (
-                f"; mesh {mesh['vertices']} vertices, {mesh['faces']} faces → {output / 'dense' / 'mesh.ply'}"
-                if mesh
-                else ""
-            )
+            f"{summary['images']} depth maps, {summary['fused_points']} fused points → {ws.dense / 'fused.ply'}"
+            + (f"; mesh {mesh['vertices']} vertices, {mesh['faces']} faces → {ws.dense / 'mesh.ply'}" if mesh else "")
         )
         if not summary["fused_points"]:
             raise LightsfmError(f"{output}: dense fusion produced no point")
-        if (output / "report.html").exists():  # the report shows the depth maps and the cloud
+        if ws.report.exists():  # the report shows the depth maps and the cloud
             from . import report as report_stage
 
             typer.echo(f"report: {report_stage.main(output)}")
@@ -582,12 +427,12 @@ def weights(
         for name in w.FILES:
             typer.echo(f"  {name}: {w.weight_path(name)}")
         if check:
-            from .features.aliked import AlikedExtractor
-            from .matching.lightglue import LightGlueMatcher
+            from . import extractors, matchers
 
-            AlikedExtractor()
-            LightGlueMatcher()
-            typer.echo("ALIKED and LightGlue weights load: ok")
+            for name in extractors.available():
+                extractors.get(name)()
+                matchers.get("lightglue")(features=name)
+            typer.echo(f"extractors ({', '.join(extractors.available())}) and their LightGlue weights load: ok")
 
     _run(body, verbose)
 
@@ -627,6 +472,54 @@ def export(
     from . import export as export_stage
 
     _run(lambda: typer.echo(str(export_stage.main(output, fmt, to))), verbose)
+
+
+@app.command()
+def georef(
+    output: Annotated[Path, typer.Argument(help="Output folder of a run.")],
+    gps: Annotated[bool, typer.Option("--gps/--no-gps", help="Fit the model to the photos' EXIF GPS.")] = True,
+    up: Annotated[
+        str | None, typer.Option(help="auto: the cameras' average up becomes +z (also when GPS is too scarce).")
+    ] = None,
+    images: Annotated[Path | None, typer.Option(help="Photo folder (default: the one the run used).")] = None,
+    origin: Annotated[str, typer.Option(help="mean or first: where east-north-up starts.")] = "mean",
+    verbose: Verbose = False,
+) -> None:
+    """The model in metres, east-north-up about OUT/georef.json's origin (EXIF GPS), or levelled."""
+    from . import georef as georef_stage
+
+    def body() -> None:
+        rec = georef_stage.main(output, gps=gps, up=up, image_dir=images, origin=origin)
+        if rec["method"] == "gps":
+            typer.echo(
+                f"{rec['agreed']}/{rec['photos_with_gps']} photos agree with their GPS "
+                f"(median {rec['median_residual_m']:.2f} m, max {rec['max_residual_m']:.2f} m); "
+                f"outliers: {', '.join(rec['outliers']) or 'none'}; origin in {output / 'georef.json'}"
+            )
+        else:
+            typer.echo(f"levelled: the cameras' average up is now +z ({output / 'sparse'})")
+
+    _run(body, verbose)
+
+
+@app.command()
+def align(
+    output: Annotated[Path, typer.Argument(help="Output folder of a run.")],
+    to: Annotated[Path, typer.Option(help="A COLMAP model folder or a train_labels.csv.")],
+    scene: Annotated[str | None, typer.Option(help="dataset/scene of the labels, when several fit.")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """The model moved onto another model or ground-truth poses (similarity), with residuals."""
+    from . import georef as georef_stage
+
+    def body() -> None:
+        rec = georef_stage.align(output, to, scene)
+        typer.echo(
+            f"{rec['agreed']} photos agree; median residual {rec['median_residual']:.4g}, "
+            f"outliers: {', '.join(rec['outliers']) or 'none'} → {output / 'align.json'}"
+        )
+
+    _run(body, verbose)
 
 
 @app.command()

@@ -19,6 +19,7 @@ import numpy as np
 import pycolmap
 from tqdm import tqdm
 
+from .evaluate import Pose
 from .images import ImageInfo
 
 CAMERA_MODES = ("auto", "single", "per-image")
@@ -287,3 +288,18 @@ def transformed(
     out = pycolmap.Reconstruction(rec)
     out.transform(new_from_old)
     return out
+
+
+def poses_from_models(models: list, names: list[str], duplicates: dict[str, str] | None = None) -> dict[str, Pose]:
+    """Pose of each registered image of ``names`` (world-to-camera), from the largest model
+    first; a byte-identical copy of a photo (``duplicates``: copy → photo) gets its pose."""
+    poses: dict[str, Pose] = {}
+    for rec in models:
+        for image in rec.images.values():
+            if image.has_pose and image.name in names and image.name not in poses:
+                p = image.cam_from_world()
+                poses[image.name] = Pose(np.asarray(p.rotation.matrix()), np.asarray(p.translation))
+    for copy, original in (duplicates or {}).items():
+        if copy in names and original in poses:
+            poses[copy] = poses[original]
+    return poses

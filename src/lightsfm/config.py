@@ -10,9 +10,22 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from . import dense, mapping, matching, pairs, verify
+from . import dense, extract, extractors, mapping, match, matchers, pairs, verify
 from .errors import LightsfmError
-from .features import aliked
+
+
+def _with_plugins(stage: dict[str, Any], confs: list[dict[str, Any]]) -> dict[str, Any]:
+    """A stage's settings and every plug-in's of that stage, in one flat table.
+
+    A key two plug-ins share must have one default: the table cannot hold two.
+    """
+    out = dict(stage)
+    for conf in confs:
+        for k, v in conf.items():
+            if k in out and out[k] != v:
+                raise AssertionError(f"setting {k!r} has two defaults ({out[k]!r}, {v!r}); rename one")
+            out[k] = v
+    return out
 
 
 def defaults() -> dict[str, Any]:
@@ -20,8 +33,10 @@ def defaults() -> dict[str, Any]:
         {
             "device": "cpu",
             "pairs": pairs.default_conf,
-            "features": aliked.default_conf,
-            "matching": matching.default_conf,
+            "features": _with_plugins(
+                extract.default_conf, [extractors.get(n).default_conf for n in extractors.available()]
+            ),
+            "matching": _with_plugins(match.default_conf, [matchers.get(n).default_conf for n in matchers.available()]),
             "verify": verify.default_conf,
             "mapping": mapping.default_conf,
             "dense": dense.default_conf,
@@ -35,10 +50,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # pairs of images that have fewer than 2 strong ones (matching.hybrid).
     "default": {},
     # Mutual nearest neighbours only: no LightGlue.
-    "fast": {"matching": {"model": "mnn"}},
+    "fast": {"matching": {"name": "mnn"}},
     # The default at 1600 px instead of 1024. (More LightGlue, or 4096 keypoints, measured
     # lower mean mAA: 0.830 and 0.909 vs 0.934.)
-    "accurate": {"features": aliked.confs["aliked-n16-accurate"]},
+    "accurate": {"features": extract.confs["aliked-n16-accurate"]},
 }
 
 
@@ -48,8 +63,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "pairs.strategy": ("auto", "exhaustive", "retrieval"),
     "pairs.global_descriptor": ("auto", "dinov2", "vlad"),
     "pairs.dinov2_model": ("vits14", "vitb14"),
-    "matching.model": ("mnn+lightglue", "mnn", "lightglue"),
-    "matching.features": ("aliked",),
+    "features.name": tuple(extractors.available()),
+    "matching.name": tuple(matchers.available()),
+    "matching.first": tuple(matchers.available()),
+    "matching.second": tuple(matchers.available()),
     "verify.method": ("magsac", "colmap"),
     "verify.camera_mode": ("auto", "single", "per-image"),
     "mapping.method": ("auto", "incremental", "global", "best"),
@@ -69,7 +86,9 @@ RANGES: dict[str, tuple[float, float]] = {
     "matching.depth_confidence": (-1, 1),  # -1: off
     "matching.width_confidence": (-1, 1),
     "matching.filter_threshold": (0, 1),
-    "matching.lightglue_max_keypoints": (1, 100_000),
+    "matching.second_max_keypoints": (1, 100_000),
+    "matching.max_keypoints": (0, 100_000),
+    "matching.second_wave": (1, 100_000),
     "verify.threshold": (1e-3, 1000),
     "verify.confidence": (0, 1),
     "verify.max_iterations": (1, 10_000_000),
@@ -145,6 +164,52 @@ def _check(path: str, default: Any, value: Any) -> None:
             raise bad("[near, far] with 0 < near < far")
     elif default is None and value is not None and not isinstance(value, str):  # file paths
         raise bad("must be a file path (a string)")
+
+
+def flag_specs(section: str) -> list[tuple[tuple[str, ...], str, str, Any]]:
+    """The command-line flags of a section of the settings, as its stage and plug-ins declare
+    them (``flags``): (path of the setting, flag, help, default) each."""
+    sources: dict[str, list[dict]] = {
+        "device": [{"device": "Torch device: cpu, cuda, cuda:1, mps."}],
+        "features": [extract.flags] + [extractors.get(n).flags for n in extractors.available()],
+        "matching": [match.flags] + [matchers.get(n).flags for n in matchers.available()],
+        "pairs": [pairs.flags],
+        "verify": [verify.flags],
+        "mapping": [mapping.flags],
+        "dense": [dense.flags],
+    }
+    table = defaults()
+    out = []
+    for flags in sources[section]:
+        for key, spec in flags.items():
+            path = tuple(key.split(".")) if section == "device" else (section, *key.split("."))
+            default: Any = table
+            for k in path:
+                default = default[k]
+            decl, help_ = spec if isinstance(spec, tuple) else ("--" + path[-1].replace("_", "-"), spec)
+            choices = CHOICES.get(".".join(path))
+            if choices:
+                help_ += f" One of: {', '.join(choices)}."
+            out.append((path, decl, help_, default))
+    return out
+
+
+def parse_assignment(text: str) -> dict[str, Any]:
+    """``section.key=value`` (the value in TOML, or a bare string) → nested settings."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise LightsfmError(f"--set {text!r}: expected section.key=value")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare word: a string
+    out: dict[str, Any] = {}
+    target = out
+    *parents, last = key.strip().split(".")
+    for k in parents:
+        target = target.setdefault(k, {})
+    target[last] = value
+    return out
 
 
 def validate(conf: dict[str, Any], defaults_: dict[str, Any] | None = None, prefix: str = "") -> None:

@@ -16,11 +16,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from . import pipeline
+from .colmap import poses_from_models
 from .errors import LightsfmError
-from .evaluate import Pose, write_poses
+from .evaluate import Pose, placeholder, write_poses
 
 logger = logging.getLogger(__name__)
 
@@ -42,21 +41,6 @@ def find_listing(data_dir: Path) -> Path:
         if (Path(data_dir) / name).is_file():
             return Path(data_dir) / name
     raise LightsfmError(f"{data_dir}: no train_labels.csv or sample_submission.csv")
-
-
-def poses_from_models(models: list, names: list[str], duplicates: dict[str, str] | None = None) -> dict[str, Pose]:
-    """Pose of each registered image of ``names`` (world-to-camera), from the largest model
-    first; a byte-identical copy of a photo (``duplicates``: copy → photo) gets its pose."""
-    poses: dict[str, Pose] = {}
-    for rec in models:
-        for image in rec.images.values():
-            if image.has_pose and image.name in names and image.name not in poses:
-                p = image.cam_from_world()
-                poses[image.name] = Pose(np.asarray(p.rotation.matrix()), np.asarray(p.translation))
-    for copy, original in (duplicates or {}).items():
-        if copy in names and original in poses:
-            poses[copy] = poses[original]
-    return poses
 
 
 def main(
@@ -103,8 +87,7 @@ def main(
             logger.warning("scene %s/%s failed: %s", ds, scene, e)
             poses = {}
             runs[f"{ds}/{scene}"] = {"error": str(e), "wall_s": time.perf_counter() - t}
-        placeholder = Pose(np.eye(3), np.zeros(3))
-        submission[(ds, scene)] = {p: poses.get(n, placeholder) for p, n in zip(paths, names, strict=True)}
+        submission[(ds, scene)] = {p: poses.get(n, placeholder()) for p, n in zip(paths, names, strict=True)}
     path = output / "submission.csv"
     write_poses(path, submission)
     return path, runs

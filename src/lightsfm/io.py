@@ -1,8 +1,12 @@
 """Crash-safe files: every output is written to a temporary file and renamed into place.
 
 HDF5 files are never modified where they lie. New entries are buffered and, every
-``flush_every_s`` seconds, written to a copy of the file which then replaces it, so a
-process killed at any moment leaves either the old or the new complete file.
+``flush_every_s`` seconds, written as a small part file (``<file>.parts/<n>.h5``, itself
+written to a temporary name and renamed); when the stage ends the parts are merged into a
+copy of the file which then replaces it. A process killed at any moment leaves the old
+file and complete parts, which the next run merges first. Each entry is written twice in
+all (its part, then the merged file), whatever the number of flushes: no flush rewrites
+what earlier flushes wrote.
 """
 
 from __future__ import annotations
@@ -146,8 +150,68 @@ def h5_conf(path: Path) -> str | None:
         return f.attrs.get("conf")
 
 
+def parts_dir(path: Path) -> Path:
+    return Path(path).with_name(Path(path).name + ".parts")
+
+
+def _write_groups(f: h5py.File, entries: dict[str, dict[str, np.ndarray | float | int | str]]) -> None:
+    for key, data in entries.items():
+        if key in f:
+            del f[key]
+        grp = f.create_group(key)
+        for k, v in data.items():
+            if isinstance(v, np.ndarray):
+                grp.create_dataset(k, data=v)
+            else:
+                grp.attrs[k] = v
+
+
+def _h5_bytes(fill, base: bytes = b"") -> memoryview:
+    """An HDF5 file built in memory (from ``base``) by ``fill(file)``: a full disk then
+    surfaces as a plain OSError when it is written out. (HDF5 writing to disk itself
+    segfaulted on a failed write.)"""
+    buf = io.BytesIO(base)
+    with h5py.File(buf, "a") as f:
+        fill(f)
+    return buf.getbuffer()
+
+
+def _merge_group(src: h5py.Group, dst: h5py.Group) -> None:
+    """Copies the entries of ``src`` into ``dst``, replacing entries of the same key. An
+    entry is a group of datasets (an image); a group of groups (the pairs of an image) is
+    merged entry by entry, so the pairs already in ``dst`` stay."""
+    for key, obj in src.items():
+        nested = isinstance(obj, h5py.Group) and any(isinstance(c, h5py.Group) for c in obj.values())
+        if nested and isinstance(dst.get(key), h5py.Group):
+            _merge_group(obj, dst[key])
+            continue
+        if key in dst:
+            del dst[key]
+        src.copy(obj, dst, name=key)
+
+
+def merge_parts(path: Path) -> None:
+    """Merges the part files of ``path`` (see H5Appender) into it, atomically, then drops them."""
+    path = Path(path)
+    folder = parts_dir(path)
+    parts = sorted(folder.glob("*.h5")) if folder.is_dir() else []
+    if parts:
+
+        def fill(f: h5py.File) -> None:
+            for part in parts:
+                with h5py.File(part, "r") as p:
+                    f.attrs["conf"] = p.attrs["conf"]
+                    _merge_group(p, f)
+
+        atomic_write_bytes(path, _h5_bytes(fill, path.read_bytes() if path.exists() else b""))
+    if folder.is_dir():
+        for leftover in folder.iterdir():  # merged parts, and temporaries a kill left
+            leftover.unlink()
+        folder.rmdir()
+
+
 class H5Appender:
-    """Buffers new groups and commits them atomically to an HDF5 file.
+    """Buffers new groups and commits them crash-safely to an HDF5 file.
 
     Use as a context manager; whatever was added is committed on exit, also on
     KeyboardInterrupt, so an interrupted stage resumes where it stopped.
@@ -165,6 +229,7 @@ class H5Appender:
 
     def __exit__(self, *exc: object) -> None:
         self.flush()
+        merge_parts(self.path)
 
     def add(self, key: str, data: dict[str, np.ndarray | float | int | str]) -> None:
         self._pending[key] = data
@@ -172,22 +237,20 @@ class H5Appender:
             self.flush()
 
     def flush(self) -> None:
+        """Writes what was added since the last flush as one part file."""
         self._last = time.monotonic()
         if not self._pending and self.path.exists():
             return
-        # HDF5 edits a copy in memory and Python writes it out: a full disk then surfaces as
-        # a plain OSError here. (HDF5 writing to disk itself segfaulted on a failed write.)
-        buf = io.BytesIO(self.path.read_bytes() if self.path.exists() else b"")
-        with h5py.File(buf, "a") as f:
+
+        def fill(f: h5py.File) -> None:
             f.attrs["conf"] = self.conf
-            for key, data in self._pending.items():
-                if key in f:
-                    del f[key]
-                grp = f.create_group(key)
-                for k, v in data.items():
-                    if isinstance(v, np.ndarray):
-                        grp.create_dataset(k, data=v)
-                    else:
-                        grp.attrs[k] = v
-        atomic_write_bytes(self.path, buf.getbuffer())
+            _write_groups(f, self._pending)
+
+        if not self.path.exists() and not self._pending:  # an empty but valid file
+            atomic_write_bytes(self.path, _h5_bytes(fill))
+            return
+        folder = parts_dir(self.path)
+        folder.mkdir(exist_ok=True)
+        number = 1 + max((int(p.stem) for p in folder.glob("*.h5") if p.stem.isdigit()), default=0)
+        atomic_write_bytes(folder / f"{number:06d}.h5", _h5_bytes(fill))
         self._pending.clear()

@@ -64,6 +64,26 @@ default_conf: dict[str, Any] = {
     "repair_rounds": 2,
     "pycolmap": {},  # any other IncrementalPipelineOptions field, e.g. {"mapper.max_reg_trials": 5}
 }
+flags: dict[str, str | tuple[str, str]] = {
+    "method": ("--mapper", "auto (default), incremental, global (GLOMAP) or best (both); see README."),
+    "max_num_models": ("--max-models", "Models kept when the scene splits."),
+    "min_model_size": "Images a model needs to be kept.",
+    "init_min_tri_angle": "Initial pair min angle (deg).",
+    "min_tri_angle": "Triangulation min angle (deg).",
+    "refine_focal_length": ("--refine-focal/--fix-focal", "Refine focal in BA."),
+    "refine_principal_point": (
+        "--refine-principal-point/--fix-principal-point",
+        "Refine principal points while mapping.",
+    ),
+    "final_principal_point": (
+        "--final-principal-point/--no-final-principal-point",
+        "A last bundle adjustment that also refines principal points (kept where observable).",
+    ),
+    "refine_extra_params": ("--refine-distortion/--fix-distortion", "Refine distortion in BA."),
+    "init_min_num_inliers": ("--init-min-inliers", "Inliers the initial image pair needs."),
+    "abs_pose_min_num_inliers": ("--abs-pose-min-inliers", "Inliers to register an image."),
+    "seed": "Random seed of the mapper.",
+}
 
 COLOR_MAX_SIZE = 1600  # colours are sampled on a copy this large, not the full photo
 

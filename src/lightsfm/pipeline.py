@@ -6,9 +6,6 @@ run finished, and is timed. ``reconstruct`` is what ``lightsfm reconstruct`` run
 
 from __future__ import annotations
 
-import hashlib
-import json
-import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,11 +14,12 @@ from typing import Any
 
 import pycolmap
 
-from . import checks, colmap, config, mapping, matching, pairs, verify
+from . import checks, colmap, config, extract, mapping, match, orientation, pairs, verify
 from .errors import LightsfmError
-from .features import aliked
+from .executor import Executor, LocalExecutor
 from .images import list_images, read_infos
 from .io import output_lock
+from .workspace import Workspace, fingerprint
 
 
 @dataclass
@@ -71,22 +69,12 @@ class _Timer:
             self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - t
 
 
-def _fingerprint(*parts: Any) -> str:
-    """A hash of the inputs of a stage: files by size and mtime, settings by value."""
-    h = hashlib.sha1()
-    for p in parts:
-        if isinstance(p, Path):
-            st = p.stat()
-            p = (str(p), st.st_size, st.st_mtime_ns)
-        h.update(json.dumps(p, sort_keys=True, default=str).encode())
-    return h.hexdigest()
-
-
 def reconstruct(
     image_dir: Path,
     output: Path,
     conf: dict[str, Any] | None = None,
     image_names: list[str] | None = None,
+    executor: Executor | None = None,
 ) -> Result:
     """Reconstructs the images of ``image_dir`` (or just ``image_names``) into ``output``.
 
@@ -96,15 +84,16 @@ def reconstruct(
     conf = config.merge(config.defaults(), conf or {})
     config.validate(conf)  # before the lock: a bad setting leaves no output folder behind
     with output_lock(output):
-        return _reconstruct(image_dir, output, conf, image_names)
+        return _reconstruct(image_dir, Workspace(output), conf, image_names, executor or LocalExecutor())
 
 
-def _reconstruct(image_dir: Path, output: Path, conf: dict[str, Any], image_names: list[str] | None) -> Result:
+def _reconstruct(
+    image_dir: Path, ws: Workspace, conf: dict[str, Any], image_names: list[str] | None, executor: Executor
+) -> Result:
     """``reconstruct`` under the lock, with the full, checked settings."""
-    image_dir, output = Path(image_dir), Path(output)
+    image_dir, output = Path(image_dir), ws.output
     output.mkdir(parents=True, exist_ok=True)
-    for stale in output.glob("*.tmp"):  # left by a killed run; the files they were to replace are intact
-        shutil.rmtree(stale) if stale.is_dir() else stale.unlink()  # (sparse.tmp is a folder)
+    ws.remove_temporaries()
     timer = _Timer()
     device = conf["device"]
 
@@ -112,10 +101,17 @@ def _reconstruct(image_dir: Path, output: Path, conf: dict[str, Any], image_name
         names = image_names if image_names is not None else list_images(image_dir)
         duplicates: dict[str, str] = {}
         infos, skipped = read_infos(image_dir, names, duplicates)
+    names = [i.name for i in infos]
+    rotations: dict[str, int] = {}
+    if conf["features"]["upright"]:
+        with timer("orientation"):
+            rotations, failed = orientation.main(image_dir, names, output, device)
+        skipped.update(failed)
+        names = [n for n in names if n not in failed]
     with timer("extract"):
-        feature_file, failed = aliked.main(image_dir, [i.name for i in infos], output, conf["features"], device)
+        feature_file, failed = extract.main(image_dir, names, output, conf["features"], device, rotations, executor)
     skipped.update(failed)
-    infos = [i for i in infos if i.name not in failed]
+    infos = [i for i in infos if i.name in names and i.name not in failed]
     if len(infos) < 2:
         raise LightsfmError(
             f"{image_dir}: {len(infos)} usable image(s); a reconstruction needs at least 2"
@@ -125,14 +121,13 @@ def _reconstruct(image_dir: Path, output: Path, conf: dict[str, Any], image_name
     with timer("pairs"):
         pair_file, pair_list = pairs.main(names, output, conf["pairs"], image_dir, feature_file, device)
     with timer("match"):
-        match_file = matching.main(pair_list, feature_file, output, conf["matching"], device)
+        match_file = match.main(pair_list, feature_file, output, conf["matching"], device, executor)
 
     # Verification and mapping are cheap to redo but not per item: skip them when
     # nothing they read changed since they last finished.
-    state_file = output / "state.json"
-    state = json.loads(state_file.read_text()) if state_file.exists() else {}
-    database = output / "database.db"
-    key = _fingerprint(names, feature_file, match_file, pair_file, conf["verify"], conf["mapping"])
+    state = ws.state()
+    database = ws.database
+    key = fingerprint(names, feature_file, match_file, pair_file, conf["verify"], conf["mapping"])
     models = mapping.load_models(output) if state.get("map") == key and database.exists() else None
     stats: dict[str, Any] = {
         "pairs": len(pair_list),
@@ -150,15 +145,10 @@ def _reconstruct(image_dir: Path, output: Path, conf: dict[str, Any], image_name
         stats["verified_pairs"] = vstats["verified"]
         with timer("map"):
             models = mapping.main(database, image_dir, output, conf["mapping"])
-        state.update(map=key, map_stats={"verified_pairs": vstats["verified"]})
-        tmp = state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state))
-        tmp.replace(state_file)
+        state.set(map=key, map_stats={"verified_pairs": vstats["verified"]})
     stats["mapper"] = mapping.read_mapper(output)
     result = Result(output, models, len(names) + len(skipped), skipped, timer.timings, stats)
-    tmp = output / "summary.json.tmp"
-    tmp.write_text(json.dumps(result.summary(), indent=2, default=str))
-    tmp.replace(output / "summary.json")
+    ws.write_summary(result.summary())
     return result
 
 

@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import cv2
 import h5py
 import numpy as np
 import pycolmap
@@ -21,6 +20,7 @@ from tqdm import tqdm
 
 from . import colmap
 from .errors import LightsfmError
+from .geometry import ransac_fundamental
 from .images import ImageInfo
 from .io import name_to_key, pair_to_key
 
@@ -34,39 +34,16 @@ default_conf: dict[str, Any] = {
     "camera_mode": "auto",  # auto | single | per-image
     "camera_model": "auto",  # auto (radial with EXIF, pinhole without) or a COLMAP model name
 }
-
-
-def ransac_fundamental(
-    p0: np.ndarray, p1: np.ndarray, threshold: float, confidence: float = 0.9999, max_iterations: int = 10000
-) -> tuple[np.ndarray | None, np.ndarray]:
-    """MAGSAC++ fundamental matrix of matched points; returns (F or None, inlier mask)."""
-    if len(p0) < 8:
-        return None, np.zeros(len(p0), bool)
-    cv2.setRNGSeed(0)  # same inputs, same inliers
-    try:
-        F, mask = cv2.findFundamentalMat(
-            p0.astype(np.float64), p1.astype(np.float64), cv2.USAC_MAGSAC, threshold, confidence, max_iterations
-        )
-    except cv2.error:  # degenerate samples (e.g. all points on a line) make USAC assert
-        return None, np.zeros(len(p0), bool)
-    if F is None or F.shape != (3, 3):
-        return None, np.zeros(len(p0), bool)
-    return F, mask.ravel().astype(bool)
-
-
-def count_inliers(
-    kpts0: np.ndarray,
-    kpts1: np.ndarray,
-    matches0: np.ndarray,
-    threshold: float,
-    confidence: float = 0.999,
-    max_iterations: int = 2000,
-) -> int:
-    """How many of ``matches0`` (index into ``kpts1`` or -1) a quick MAGSAC++ fundamental
-    matrix keeps: a cheap measure of how well two images match."""
-    i0 = np.nonzero(matches0 > -1)[0]
-    _, mask = ransac_fundamental(kpts0[i0], kpts1[matches0[i0]], threshold, confidence, max_iterations)
-    return int(mask.sum())
+flags: dict[str, str | tuple[str, str]] = {
+    "method": ("--verifier", "RANSAC: magsac (OpenCV) or colmap."),
+    "threshold": ("--ransac-threshold", "Epipolar error (px at feature size)."),
+    "min_inliers": "Verified pairs need this many inliers.",
+    "camera_mode": "auto (shared per camera), single, per-image.",
+    "camera_model": "auto (SIMPLE_RADIAL with EXIF, SIMPLE_PINHOLE without) or a COLMAP model.",
+    "min_match_score": "Drop matches scored below this before RANSAC.",
+    "confidence": ("--ransac-confidence", "RANSAC confidence."),
+    "max_iterations": ("--ransac-iterations", "RANSAC maximum iterations."),
+}
 
 
 def main(

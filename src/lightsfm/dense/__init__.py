@@ -59,6 +59,15 @@ default_conf: dict[str, Any] = {
     "poisson_depth": 10,
     "poisson_trim": 7.0,  # drop the surface where the point density is this low
 }
+flags: dict[str, str | tuple[str, str]] = {
+    "max_image_size": ("--max-size", "Long side (px) of the depth maps."),
+    "num_src": "Source views per depth map.",
+    "stereo.num_depths": "Planes in the sweep.",
+    "stereo.iterations": "Refinement rounds after the sweep.",
+    "mesher": "poisson or none.",
+    "backend": "torch, or colmap-cuda (pycolmap built with CUDA).",
+    "model": ("--model", "Which sparse model (0: largest)."),
+}
 
 DEPTH_MARGIN = 1.25  # sparse points miss the nearest and farthest surfaces: widen their range
 

@@ -6,10 +6,10 @@ Strategies: ``exhaustive`` (every pair), ``retrieval`` (global descriptors, see
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from .. import orientation
 from ..io import atomic_write_text
 from . import exhaustive, retrieval
 
@@ -17,13 +17,26 @@ default_conf: dict[str, Any] = {
     "strategy": "auto",  # exhaustive | retrieval | auto
     "exhaustive_max": 20,  # auto: exhaustive up to this many images
     # Pre-matching: drop pairs with fewer RANSAC inliers than this in the cheap matching that
-    # orientation detection already did (prematch-<tag>.json); 0 keeps every pair. Each image
+    # turn detection already did (orientation.json); 0 keeps every pair. Each image
     # keeps its `prematch_keep` best partners whatever their count. At 10 on ../shared/data:
     # mean mAA 0.695 → 0.728 and 163.6 s → 109.7 s (then with LightGlue on every pair: fewer
     # LightGlue pairs, fewer false ones).
     "prematch_min_inliers": 10,
     "prematch_keep": 3,
     **retrieval.default_conf,
+}
+flags: dict[str, str | tuple[str, str]] = {
+    "strategy": ("--pairing", "Which pairs to match."),
+    "exhaustive_max": "auto: exhaustive up to this many images.",
+    "topk": "retrieval: at least this many neighbours per image.",
+    "prematch_min_inliers": (
+        "--prematch",
+        "Skip pairs with fewer cheap inliers (found by --upright's matching); 0 keeps all.",
+    ),
+    "similarity_threshold": "retrieval: also pair above this.",
+    "global_descriptor": "retrieval's image descriptor.",
+    "dinov2_model": "DINOv2 size.",
+    "dinov2_weights": "Official DINOv2 checkpoint (.pth).",
 }
 
 
@@ -42,16 +55,6 @@ def prune(
             best.setdefault(n, []).append((c if c is not None else 1 << 30, (a, b)))
     kept = {p for lst in best.values() for _, p in sorted(lst, reverse=True)[:keep]}
     return [(a, b) for a, b in pairs if (a, b) in kept or (count(a, b) is None) or count(a, b) >= min_inliers]
-
-
-def read_prematch(feature_file: Path) -> dict[tuple[str, str], int]:
-    """Cheap inlier counts written by the features stage (empty when it did not run)."""
-    from ..features.aliked import prematch_path
-
-    path = prematch_path(feature_file)
-    if not path.exists():
-        return {}
-    return {(r["pair"][0], r["pair"][1]): int(r["inliers"]) for r in json.loads(path.read_text())["pairs"]}
 
 
 def write_pairs(path: Path, pairs: list[tuple[str, str]]) -> None:
@@ -93,8 +96,8 @@ def main(
         path = Path(output) / f"pairs-{retrieval.conf_tag(conf)}.txt"
     else:
         raise ValueError(f"unknown pairing strategy {strategy!r} (exhaustive, retrieval, auto)")
-    if conf["prematch_min_inliers"] > 0 and feature_file is not None:
-        inliers = read_prematch(feature_file)
+    if conf["prematch_min_inliers"] > 0:
+        inliers = orientation.read_overlap(output)
         if inliers:
             pairs = prune(pairs, inliers, conf["prematch_min_inliers"], conf["prematch_keep"])
             path = path.with_name(f"{path.stem}-prematch{conf['prematch_min_inliers']}.txt")

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from ..errors import ImageError, LightsfmError
 from ..images import load_image
-from ..io import H5Appender, h5_conf, h5_keys, name_to_key
+from ..io import H5Appender, h5_conf, h5_keys, merge_parts, name_to_key
 from ..weights import load_state_dict_checked
 
 logger = logging.getLogger(__name__)
@@ -85,6 +85,7 @@ def main(
     """DINOv2 descriptors (len(names), D), cached per image in ``output/global-dinov2-<model>.h5``."""
     path = Path(output) / f"global-dinov2-{model}.h5"
     conf = json.dumps({"model": model, "input": INPUT_SIZE})
+    merge_parts(path)
     if h5_conf(path) not in (None, conf):
         path.unlink()
     todo = [n for n in names if name_to_key(n) not in h5_keys(path)]

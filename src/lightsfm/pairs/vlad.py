@@ -37,16 +37,20 @@ def vlad(desc: np.ndarray, centers: np.ndarray) -> np.ndarray:
     return v / max(np.linalg.norm(v), 1e-12)
 
 
+def vocabulary(descs: list[np.ndarray], num_words: int = NUM_WORDS) -> np.ndarray:
+    """Visual words (K, D) learnt from a seeded sample of each image's local descriptors."""
+    rng = np.random.default_rng(0)
+    sample = np.concatenate([d[rng.permutation(len(d))[:SAMPLE_PER_IMAGE]] for d in descs]).astype(np.float32)
+    return _kmeans(sample, int(min(num_words, max(2, len(sample) // 20))))
+
+
 def main(names: list[str], feature_file: str, num_words: int = NUM_WORDS) -> np.ndarray:
     """VLAD descriptors (len(names), K·D) of the images, in the order of ``names``."""
-    rng = np.random.default_rng(0)
     descs = []
     with h5py.File(feature_file, "r") as f:
         for n in names:
             d = f[name_to_key(n)]["descriptors"][()].astype(np.float32)
             scores = f[name_to_key(n)]["scores"][()]
             descs.append(d[np.argsort(-scores)])  # strongest first
-    sample = np.concatenate([d[rng.permutation(len(d))[:SAMPLE_PER_IMAGE]] for d in descs])
-    k = int(min(num_words, max(2, len(sample) // 20)))
-    centers = _kmeans(sample, k)
+    centers = vocabulary(descs, num_words)
     return np.stack([vlad(d, centers) for d in descs])

@@ -21,7 +21,7 @@ import plotly.io as pio
 import pycolmap
 from plotly.offline import get_plotlyjs
 
-from .. import __version__, checks, mapping
+from .. import __version__, checks, colmap, mapping
 from .. import evaluate as ev
 from ..errors import LightsfmError
 from ..io import name_to_key
@@ -201,13 +201,10 @@ def main(
         raise LightsfmError(f"{labels}: no scene lists exactly the images of this run")
     if gt:
         key, by_name, ths = gt
-        from ..imc import poses_from_models
-
-        poses = poses_from_models(models, names)
-        placeholder = ev.Pose(np.eye(3), np.zeros(3))
+        poses = colmap.poses_from_models(models, names)
         res = ev.evaluate_scene(
             {p: pose for p, pose in by_name.values()},
-            {by_name[n][0]: poses.get(n, placeholder) for n in by_name},
+            {by_name[n][0]: poses.get(n, ev.placeholder()) for n in by_name},
             ths,
             key,
         )

@@ -1,4 +1,4 @@
-"""Which way up is each photo? Rotations by 90° that EXIF did not record break learned matchers.
+"""Turn detection stage: which way up is each photo? Rotations by 90° that EXIF did not record break learned matchers.
 
 Each image is described with a cheap ALIKED setting and every pair is matched as stored
 (mutual nearest neighbours, then a fundamental-matrix RANSAC). Pairs with many inliers
@@ -17,16 +17,20 @@ a few photos turned at random among upright ones.
 from __future__ import annotations
 
 import heapq
+import json
 import logging
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from ..errors import ImageError
-from ..images import load_image
-from ..matching.nearest_neighbor import MutualNNMatcher
-from ..verify import count_inliers
+from .errors import ImageError
+from .extractors.aliked import AlikedExtractor
+from .geometry import count_inliers
+from .images import load_image
+from .io import atomic_write_text
+from .matchers.mnn import MutualNNMatcher
+from .pairs import vlad
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +39,11 @@ logger = logging.getLogger(__name__)
 CHEAP = {"model": "aliked-t16", "max_keypoints": 512, "resize_max": 512}
 MARGIN = 1.5  # a pair's best turn must have this many times the inliers of its second best
 MIN_INLIERS = 25  # pairs with fewer inliers at their best turn say nothing
+# Up to this many photos every pair is matched; above, each photo only with its NEIGHBOURS
+# most similar photos (VLAD of the cheap descriptors, best over turns): linear, not
+# quadratic, in the number of photos.
+EXHAUSTIVE_MAX = 40
+NEIGHBOURS = 20
 
 
 def rotate_back(kpts: np.ndarray, k: int, width: int, height: int) -> np.ndarray:
@@ -136,6 +145,27 @@ def synchronise(names: list[str], edges: dict[tuple[str, str], tuple[int, int]])
     return turn
 
 
+def candidate_pairs(turned: dict[str, list[dict]], among: list[str] | None = None) -> list[tuple[str, str]]:
+    """Pairs worth matching: all of them for a small scene; else each photo of ``among`` (all
+    by default) with its NEIGHBOURS most similar photos, comparing every turn described."""
+    names = list(turned)
+    among = names if among is None else among
+    if len(names) <= EXHAUSTIVE_MAX:
+        wanted = set(among)
+        return [(a, b) for i, a in enumerate(names) for b in names[i + 1 :] if a in wanted or b in wanted]
+    centers = vlad.vocabulary([t[0]["descriptors"] for t in turned.values()])
+    upright = np.stack([vlad.vlad(turned[n][0]["descriptors"], centers) for n in names])
+    index = {n: i for i, n in enumerate(names)}
+    chosen = set()
+    for n in among:
+        turns = np.stack([vlad.vlad(f["descriptors"], centers) for f in turned[n]])
+        sim = (turns @ upright.T).max(axis=0)  # its best turn against each photo as stored
+        sim[index[n]] = -np.inf
+        for j in np.argsort(-sim, kind="stable")[:NEIGHBOURS]:
+            chosen.add((n, names[j]) if index[n] < j else (names[j], n))
+    return sorted(chosen, key=lambda p: (index[p[0]], index[p[1]]))
+
+
 def detect(
     image_dir: Path,
     names: list[str],
@@ -167,7 +197,7 @@ def detect(
         if rgb is not None:
             turned[name] = [extractor(rgb)]
     readable = list(turned)
-    pairs = [(a, b) for i, a in enumerate(readable) for b in readable[i + 1 :]]
+    pairs = candidate_pairs(turned)
     upright = {
         p: _inliers(turned[p[0]][0], turned[p[1]][0], matcher)
         for p in tqdm(pairs, desc="orientation pairs", unit="pair", leave=False)
@@ -185,10 +215,43 @@ def detect(
                 continue
             turned[name] += [extractor(np.ascontiguousarray(np.rot90(rgb, k))) for k in range(1, 4)]
         readable = [n for n in readable if n in turned]
-        todo = [p for p in pairs if p not in scores and p[0] in turned and p[1] in turned]
+        rest = [n for n in rest if n in turned]
+        todo = [p for p in candidate_pairs(turned, rest) if p not in scores]
         scores |= relative_turns(turned, matcher, todo)
     found = synchronise(readable, clear_turns(scores))
     for name, k in found.items():
         if k:
             logger.info("%s looks turned: extracting it rotated by %d°", name, 90 * k)
     return found, {p: best for p, (_, best, _) in scores.items() if p[0] in turned and p[1] in turned}
+
+
+def orientation_path(output: Path) -> Path:
+    """``orientation.json``: each photo's turns and each pair's cheap inliers (for pre-matching)."""
+    return Path(output) / "orientation.json"
+
+
+def main(image_dir: Path, names: list[str], output: Path, device: str = "cpu") -> tuple[dict[str, int], dict[str, str]]:
+    """Quarter turns per image and, for photos that could not be read, the reason.
+
+    Read from ``output/orientation.json`` when it was written for these images; otherwise
+    detected and written there, with every pair's inliers for the pairs stage.
+    """
+    path = orientation_path(output)
+    if path.exists():
+        done = json.loads(path.read_text())
+        if done.get("cheap") == CHEAP and sorted(done.get("names", [])) == sorted(names):
+            return done["rotations"], done["failed"]
+    failed: dict[str, str] = {}
+    rotations, overlap = detect(image_dir, names, AlikedExtractor, device, failed)
+    rows = [{"pair": [a, b], "inliers": v} for (a, b), v in overlap.items()]
+    record = {"cheap": CHEAP, "names": names, "failed": failed, "rotations": rotations, "pairs": rows}
+    atomic_write_text(path, json.dumps(record))
+    return rotations, failed
+
+
+def read_overlap(output: Path) -> dict[tuple[str, str], int]:
+    """Each pair's inliers in the cheap matching of turn detection (empty when it did not run)."""
+    path = orientation_path(output)
+    if not path.exists():
+        return {}
+    return {(r["pair"][0], r["pair"][1]): int(r["inliers"]) for r in json.loads(path.read_text())["pairs"]}

@@ -2,38 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from kornia.feature import DISK
 from kornia.feature.disk.detector import heatmap_to_keypoints
 
 from ..weights import load_weights
-
-# Keys are shared with the other extractors' settings only where they mean the same.
-default_conf: dict[str, Any] = {
-    "max_keypoints": 2048,
-    "resize_max": 1024,  # long side (px) the extraction stage gives the network
-    # kornia's detection: a keypoint is the strict maximum of its window and scores above the
-    # threshold (DISK's scores are logits, not ALIKED's probabilities: hence its own key).
-    "nms_window_size": 5,
-    "score_threshold": 0.0,
-    "weights": None,  # a .pth file instead of the packaged disk-depth-save.pth
-}
+from .base import Extractor
 
 
-class DiskExtractor:
-    """DISK ("depth" weights); call it on an RGB uint8 image."""
+class DiskExtractor(Extractor):
+    """DISK ("depth" weights)."""
 
-    name: ClassVar[str] = "disk"
-    descriptor_dim: ClassVar[int] = 128
-    default_conf: ClassVar[dict[str, Any]] = default_conf
+    name = "disk"
+    descriptor_dim = 128
+    # Keys are shared with the other extractors' settings only where they mean the same.
+    default_conf = {
+        "max_keypoints": 2048,
+        # kornia's detection: a keypoint is the strict maximum of its window and scores above
+        # the threshold (DISK's scores are logits, not ALIKED's probabilities: its own key).
+        "nms_window_size": 5,
+        "score_threshold": 0.0,
+        "weights": None,  # a .pth file instead of the packaged disk-depth-save.pth
+    }
+    flags = {"nms_window_size": "DISK non-maximum suppression window (px).", "score_threshold": "DISK score threshold."}
 
-    def __init__(self, conf: dict[str, Any] | None = None, device: str = "cpu") -> None:
-        self.conf = {**default_conf, **(conf or {})}
-        self.device = torch.device(device)
+    def _init(self) -> None:
         self.model = DISK(desc_dim=self.descriptor_dim)  # the architecture only: nothing downloaded
         load_weights(self.model, "disk", self.conf["weights"])
         # (channels_last is slower here on a CPU, and changes the output: not used)
@@ -41,8 +37,7 @@ class DiskExtractor:
 
     @classmethod
     def tag(cls, conf: dict[str, Any]) -> str:
-        """The part of file names that tells which settings produced the features."""
-        c = {**default_conf, **conf}
+        c = {**cls.default_conf, **conf}
         return f"disk-k{c['max_keypoints']}-t{c['score_threshold']:g}-w{c['nms_window_size']}"
 
     def _extract(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -78,14 +73,3 @@ class DiskExtractor:
         patches = padded[:, xy[:, 1, None, None] + r[:, None], xy[:, 0, None, None] + r]  # (C, N, k, k)
         descs = patches.permute(1, 0, 2, 3).flatten(1) @ weight[:d].flatten(1).T + bias[:d]
         return xy.float(), scores, F.normalize(descs, dim=-1)
-
-    @torch.inference_mode()
-    def __call__(self, rgb: np.ndarray) -> dict[str, np.ndarray]:
-        """Keypoints (x, y) in the pixels of ``rgb``, scores and L2-normalised descriptors."""
-        x = torch.tensor(rgb).permute(2, 0, 1)[None].float().div(255.0)
-        kpts, scores, descs = self._extract(x.to(self.device))
-        return {
-            "keypoints": kpts.float().cpu().numpy(),
-            "scores": scores.float().cpu().numpy(),
-            "descriptors": descs.float().cpu().numpy(),
-        }

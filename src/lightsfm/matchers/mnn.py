@@ -7,19 +7,17 @@ from typing import Any
 import numpy as np
 import torch
 
-default_conf: dict[str, Any] = {
-    "model": "mnn",
-    "min_similarity": 0.75,  # cosine similarity of L2-normalised descriptors
-    "ratio": 0.95,  # Lowe's ratio on distances (1 disables)
-}
+from .base import Matcher
 
 
-class MutualNNMatcher:
+class MutualNNMatcher(Matcher):
     """Keeps pairs of keypoints that are each other's nearest descriptor and pass the ratio test."""
 
-    def __init__(self, conf: dict[str, Any] | None = None, device: str = "cpu") -> None:
-        self.conf = {**default_conf, **(conf or {})}
-        self.device = torch.device(device)
+    name = "mnn"
+    default_conf: dict[str, Any] = {
+        "min_similarity": 0.75,  # cosine similarity of L2-normalised descriptors
+        "ratio": 0.95,  # Lowe's ratio on distances (1 disables)
+    }
 
     @torch.inference_mode()
     def __call__(self, feats0: dict[str, np.ndarray], feats1: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -1,1 +1,0 @@
-"""Local features: ALIKED keypoints and descriptors → features.h5."""

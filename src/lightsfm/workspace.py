@@ -1,0 +1,85 @@
+"""The output folder of a run: where each stage's files are, the summary and the run's state.
+
+Every module that reads or writes ``OUT/`` asks a Workspace for the path; the names are
+written once, here. ``fingerprint`` is the one way a stage tells whether its inputs
+changed since it last finished (``State`` keeps those fingerprints across runs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .errors import LightsfmError
+from .io import atomic_write_text
+
+
+def fingerprint(*parts: Any) -> str:
+    """A hash of a stage's inputs: files by name, size and mtime, settings by value."""
+    h = hashlib.sha1()
+    for p in parts:
+        if isinstance(p, Path):
+            st = p.stat()
+            p = (str(p), st.st_size, st.st_mtime_ns)
+        h.update(json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+class State:
+    """A small JSON file of what finished, replaced atomically on every change."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.data: dict[str, Any] = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def set(self, **items: Any) -> None:
+        self.data.update(items)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path, json.dumps(self.data))
+
+
+class Workspace:
+    """``OUT/``: the files lightsfm writes there, by what they are."""
+
+    def __init__(self, output: Path) -> None:
+        self.output = Path(output)
+
+    database = property(lambda self: self.output / "database.db")
+    summary_file = property(lambda self: self.output / "summary.json")
+    state_file = property(lambda self: self.output / "state.json")
+    sparse = property(lambda self: self.output / "sparse")
+    points = property(lambda self: self.output / "points.ply")
+    report = property(lambda self: self.output / "report.html")
+    dense = property(lambda self: self.output / "dense")
+    export = property(lambda self: self.output / "export")
+
+    def model(self, k: int = 0) -> Path:
+        return self.sparse / str(k)
+
+    def state(self) -> State:
+        return State(self.state_file)
+
+    def remove_temporaries(self) -> None:
+        """Drops what a killed run left half-written (``*.tmp``); the files they were to
+        replace are intact."""
+        for stale in self.output.glob("*.tmp"):
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()  # (sparse.tmp is a folder)
+
+    def summary(self) -> dict[str, Any]:
+        """The last run's summary; a one-line error when there is none."""
+        if not self.summary_file.exists():
+            raise LightsfmError(f"{self.output}: no summary.json; run `lightsfm reconstruct` there first")
+        return json.loads(self.summary_file.read_text())
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        atomic_write_text(self.summary_file, json.dumps(summary, indent=2, default=str))
+
+    def image_dir(self, given: Path | None = None) -> Path:
+        """The photos of the run: ``given``, else the folder its summary names."""
+        return Path(given) if given is not None else Path(self.summary()["image_dir"])
