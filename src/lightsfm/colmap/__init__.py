@@ -19,8 +19,8 @@ import numpy as np
 import pycolmap
 from tqdm import tqdm
 
-from .evaluate import Pose
-from .images import ImageInfo
+from ..evaluate import Pose
+from ..images import ImageInfo
 
 CAMERA_MODES = ("auto", "single", "per-image")
 CAMERA_MODELS = ("auto", "SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
