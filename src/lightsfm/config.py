@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from . import dense, extract, extractors, mapping, match, matchers, pairs, verify
+from . import dense, ensemble, extract, extractors, mapping, match, matchers, pairs, verify
 from .errors import LightsfmError
 
 
@@ -34,7 +34,8 @@ def defaults() -> dict[str, Any]:
             "device": "cpu",
             "pairs": pairs.default_conf,
             "features": _with_plugins(
-                extract.default_conf, [extractors.get(n).default_conf for n in extractors.available()]
+                extract.default_conf,
+                [ensemble.default_conf] + [extractors.get(n).default_conf for n in extractors.available()],
             ),
             "matching": _with_plugins(match.default_conf, [matchers.get(n).default_conf for n in matchers.available()]),
             "verify": verify.default_conf,
@@ -54,6 +55,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The default at 1600 px instead of 1024. (More LightGlue, or 4096 keypoints, measured
     # lower mean mAA: 0.830 and 0.909 vs 0.934.)
     "accurate": {"features": extract.confs["aliked-n16-accurate"]},
+    # ALIKED and DISK, each matched on its own (the hybrid: LightGlue for its own features),
+    # merged before verification (lightsfm.ensemble).
+    "ensemble": {"features": {"ensemble": "disk"}},
 }
 
 
@@ -171,7 +175,7 @@ def flag_specs(section: str) -> list[tuple[tuple[str, ...], str, str, Any]]:
     them (``flags``): (path of the setting, flag, help, default) each."""
     sources: dict[str, list[dict]] = {
         "device": [{"device": "Torch device: cpu, cuda, cuda:1, mps."}],
-        "features": [extract.flags] + [extractors.get(n).flags for n in extractors.available()],
+        "features": [extract.flags, ensemble.flags] + [extractors.get(n).flags for n in extractors.available()],
         "matching": [match.flags] + [matchers.get(n).flags for n in matchers.available()],
         "pairs": [pairs.flags],
         "verify": [verify.flags],

@@ -14,7 +14,7 @@ from typing import Any
 
 import pycolmap
 
-from . import checks, colmap, config, extract, mapping, match, orientation, pairs, verify
+from . import checks, colmap, config, ensemble, extract, mapping, match, orientation, pairs, verify
 from .errors import LightsfmError
 from .executor import Executor, LocalExecutor
 from .images import list_images, read_infos
@@ -108,8 +108,16 @@ def _reconstruct(
             rotations, failed = orientation.main(image_dir, names, output, device)
         skipped.update(failed)
         names = [n for n in names if n not in failed]
+    others = ensemble.members(conf["features"])
     with timer("extract"):
         feature_file, failed = extract.main(image_dir, names, output, conf["features"], device, rotations, executor)
+        extra_files = []
+        for name in others:  # an ensemble: each extractor's own features
+            path, more = extract.main(
+                image_dir, names, output, {**conf["features"], "name": name}, device, rotations, executor
+            )
+            extra_files.append(path)
+            failed.update(more)
     skipped.update(failed)
     infos = [i for i in infos if i.name in names and i.name not in failed]
     if len(infos) < 2:
@@ -122,6 +130,11 @@ def _reconstruct(
         pair_file, pair_list = pairs.main(names, output, conf["pairs"], image_dir, feature_file, device)
     with timer("match"):
         match_file = match.main(pair_list, feature_file, output, conf["matching"], device, executor)
+        if extra_files:
+            match_files = [match.main(pair_list, f, output, conf["matching"], device, executor) for f in extra_files]
+            feature_file, match_file = ensemble.main(
+                [feature_file, *extra_files], [match_file, *match_files], pair_list, output
+            )
 
     # Verification and mapping are cheap to redo but not per item: skip them when
     # nothing they read changed since they last finished.
