@@ -1,7 +1,16 @@
-"""The one place that talks to pycolmap's database and mapper.
+"""The one place that talks to pycolmap: database, mappers, models, poses, dense stereo.
 
 pycolmap's objects (Database, Camera, Reconstruction) are the source of truth; this
-module converts lightsfm's plain files (features.h5, matches) into them and back.
+package converts lightsfm's plain files (features.h5, matches) into them and back, and no
+other lightsfm module imports pycolmap (tests/test_layers.py checks it). Other modules may
+call methods on the objects it returns. By topic:
+
+    cameras.py   which photos share a camera, and the COLMAP camera each group gets
+    database.py  the COLMAP database: written by verification, read by mapping and the report
+    bundle.py    the final bundle adjustment with covariance (principal points)
+    mvs.py       COLMAP's dense workspace: undistortion, depth/normal maps, fusion, meshing
+    here         mapper options and runs, models, poses, logging
+
 COLMAP puts the origin at the top-left *corner* of the image, lightsfm (like OpenCV
 and hloc) at the centre of the top-left pixel: keypoints gain 0.5 on the way in.
 """
@@ -20,109 +29,60 @@ import pycolmap
 from tqdm import tqdm
 
 from ..evaluate import Pose
-from ..images import ImageInfo
+from . import bundle, mvs
+from .cameras import CAMERA_MODELS, CAMERA_MODES, group_cameras, is_camera_model, make_camera
+from .database import (
+    create_database,
+    estimate_two_view_geometry,
+    matches_and_inliers,
+    num_images,
+    transaction,
+    two_view_geometry,
+    two_view_options,
+    verified_pairs,
+)
 
-CAMERA_MODES = ("auto", "single", "per-image")
-CAMERA_MODELS = ("auto", "SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
-
-
-def group_cameras(infos: list[ImageInfo], mode: str = "auto") -> list[list[int]]:
-    """Indices of ``infos`` that share one camera.
-
-    ``auto``: same size and same EXIF make/model/focal (images without EXIF and of the
-    same size are one camera); ``single``: one camera for all; ``per-image``.
-    """
-    if mode == "per-image":
-        return [[i] for i in range(len(infos))]
-    if mode == "single":
-        sizes = {(i.width, i.height) for i in infos}
-        if len(sizes) > 1:
-            raise ValueError(f"camera mode 'single' needs images of one size; found {sorted(sizes)}")
-        return [list(range(len(infos)))]
-    if mode != "auto":
-        raise ValueError(f"unknown camera mode {mode!r}; one of {', '.join(CAMERA_MODES)}")
-    groups: dict[tuple, list[int]] = defaultdict(list)
-    for i, info in enumerate(infos):
-        groups[info.camera_key].append(i)
-    return list(groups.values())
-
-
-def make_camera(info: ImageInfo, model: str = "auto") -> pycolmap.Camera:
-    """A camera for images like ``info``: EXIF focal as prior when present, else 1.2·max side.
-
-    ``auto``: SIMPLE_RADIAL for photos that name their camera in EXIF (straight from a
-    lens, with its distortion), SIMPLE_PINHOLE for images without (mostly undistorted or
-    processed sets, where a free radial term only absorbs errors: on Middlebury it folded
-    the temple ring, see README).
-    """
-    if model not in CAMERA_MODELS:
-        raise ValueError(f"unknown camera model {model!r}; one of {', '.join(CAMERA_MODELS)}")
-    if model == "auto":
-        model = "SIMPLE_RADIAL" if (info.make or info.model) else "SIMPLE_PINHOLE"
-    focal = info.focal_px or 1.2 * max(info.width, info.height)
-    cam = pycolmap.Camera.create_from_model_name(0, model, focal, info.width, info.height)
-    cam.has_prior_focal_length = info.focal_px is not None
-    return cam
-
-
-def create_database(
-    path: Path,
-    infos: list[ImageInfo],
-    keypoints: dict[str, np.ndarray],
-    camera_mode: str = "auto",
-    camera_model: str = "auto",
-) -> tuple[pycolmap.Database, dict[str, int]]:
-    """A new COLMAP database with cameras, rigs, frames, images and keypoints.
-
-    ``keypoints`` maps image names to (N, 2) arrays in lightsfm's pixel convention.
-    Returns the open database and the image id of each name.
-    """
-    if path.exists():
-        path.unlink()
-    db = pycolmap.Database.open(path)
-    ids: dict[str, int] = {}
-    for group in group_cameras(infos, camera_mode):
-        camera = make_camera(infos[group[0]], camera_model)
-        camera.camera_id = db.write_camera(camera)
-        # COLMAP 4 models every camera as a rig; each image is a frame of that rig.
-        rig = pycolmap.Rig()
-        rig.add_ref_sensor(camera.sensor_id)
-        rig_id = db.write_rig(rig)
-        for i in group:
-            name = infos[i].name
-            image = pycolmap.Image(name=name, camera_id=camera.camera_id)
-            image.image_id = db.write_image(image)
-            frame = pycolmap.Frame(rig_id=rig_id)
-            frame.add_data_id(image.data_id)
-            db.write_frame(frame)
-            db.write_keypoints(image.image_id, (keypoints[name] + 0.5).astype(np.float32))
-            ids[name] = image.image_id
-    return db, ids
+__all__ = [
+    "CAMERA_MODELS",
+    "CAMERA_MODES",
+    "bundle",
+    "camera_poses",
+    "colorize",
+    "create_database",
+    "estimate_two_view_geometry",
+    "global_mapping",
+    "global_options",
+    "group_cameras",
+    "incremental_mapping",
+    "is_camera_model",
+    "make_camera",
+    "mapper_options",
+    "mvs",
+    "matches_and_inliers",
+    "num_images",
+    "poses_from_models",
+    "read_model",
+    "reregister",
+    "set_verbose",
+    "summary",
+    "transaction",
+    "transformed",
+    "two_view_geometry",
+    "two_view_options",
+    "verified_pairs",
+    "version",
+]
 
 
-def two_view_geometry(inlier_matches: np.ndarray, F: np.ndarray | None = None) -> pycolmap.TwoViewGeometry:
-    """An uncalibrated two-view geometry (fundamental matrix) with its inlier matches."""
-    tvg = pycolmap.TwoViewGeometry()
-    tvg.config = pycolmap.TwoViewGeometryConfiguration.UNCALIBRATED
-    if F is not None:
-        tvg.F = F
-    tvg.inlier_matches = inlier_matches.astype(np.uint32)
-    return tvg
+def version() -> str:
+    """pycolmap's version."""
+    return pycolmap.__version__
 
 
-def verified_pairs(database: Path) -> dict[tuple[int, int], np.ndarray]:
-    """Inlier matches (N, 2) of every verified pair in the database, by image ids."""
-    db = pycolmap.Database.open(database)
-    try:
-        pair_ids, geometries = db.read_two_view_geometries()
-    finally:
-        db.close()
-    out = {}
-    for pair_id, tvg in zip(pair_ids, geometries, strict=True):
-        matches = np.asarray(tvg.inlier_matches)
-        if len(matches):
-            out[tuple(pycolmap.pair_id_to_image_pair(pair_id))] = matches
-    return out
+def set_verbose(verbose: bool) -> None:
+    """COLMAP's own log lines only when ``verbose``: lightsfm reports its errors (e.g. "Failed
+    to create any sparse model") in one line of its own."""
+    pycolmap.logging.minloglevel = 0 if verbose else 3
 
 
 def mapper_options(conf: dict[str, Any]) -> pycolmap.IncrementalPipelineOptions:
@@ -162,10 +122,7 @@ def incremental_mapping(
     tmp = Path(output).with_name(Path(output).name + ".mapper")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    db = pycolmap.Database.open(database)
-    num_images = db.num_images()
-    db.close()
-    with tqdm(total=num_images, desc="map", unit="img") as bar:
+    with tqdm(total=num_images(database), desc="map", unit="img") as bar:
         # one tick per image the mapper registers (across models, so it may pass the total)
         models = pycolmap.incremental_mapping(
             database,

@@ -1,0 +1,77 @@
+"""One bundle adjustment of a finished model, with the covariance of what it refined."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import pycolmap
+
+
+def adjust_with_principal_points(
+    rec: pycolmap.Reconstruction, refine_focal_length: bool, refine_extra_params: bool, num_threads: int
+) -> tuple[pycolmap.Reconstruction, dict[int, np.ndarray]]:
+    """A copy of ``rec`` after one bundle adjustment of all its registered images that also
+    refines the principal points, and the standard deviation of each camera's principal
+    point (x, y) from the adjustment's own covariance, in units of the residuals (a camera
+    whose covariance could not be had is left out)."""
+    trial = pycolmap.Reconstruction(rec)
+    opts = pycolmap.BundleAdjustmentOptions()
+    opts.print_summary = False
+    opts.refine_principal_point = True
+    opts.refine_focal_length = refine_focal_length
+    opts.refine_extra_params = refine_extra_params
+    opts.ceres.solver_options.num_threads = num_threads
+    ba_conf = pycolmap.BundleAdjustmentConfig()
+    for image_id in trial.reg_image_ids():
+        ba_conf.add_image(image_id)
+    ba_conf.fix_gauge(pycolmap.BundleAdjustmentGauge.THREE_POINTS)
+    level = pycolmap.logging.minloglevel
+    with _stderr_silenced(level >= 1):  # these calls log their INFO lines whatever the level
+        adjuster = pycolmap.create_default_ceres_bundle_adjuster(opts, ba_conf, trial)
+        adjuster.solve()
+        cov = pycolmap.estimate_ba_covariance(
+            pycolmap.BACovarianceOptions({"params": pycolmap.BACovarianceOptionsParams.ALL}), trial, adjuster
+        )
+    pycolmap.logging.minloglevel = level  # … and turn them back on for later calls
+    return trial, _principal_point_sigmas(trial, cov, opts)
+
+
+def _principal_point_sigmas(rec: pycolmap.Reconstruction, cov: Any, opts: Any) -> dict[int, np.ndarray]:
+    """Standard deviation of each camera's principal point (x, y), in units of the residuals."""
+    out = {}
+    for camera_id, cam in rec.cameras.items():
+        free = [
+            i
+            for i in range(len(cam.params))
+            if i in cam.principal_point_idxs()
+            or (i in cam.focal_length_idxs() and opts.refine_focal_length)
+            or (i in cam.extra_params_idxs() and opts.refine_extra_params)
+        ]
+        c = cov.get_other_params_cov(cam.params) if cov is not None else None
+        if c is None or c.shape[0] != len(free):
+            continue
+        at = [free.index(i) for i in cam.principal_point_idxs()]
+        out[camera_id] = np.sqrt(np.clip(np.diag(c)[at], 0, None))
+    return out
+
+
+@contextmanager
+def _stderr_silenced(silence: bool) -> Iterator[None]:
+    """Points file descriptor 2 at /dev/null meanwhile: COLMAP's C++ logs go there directly."""
+    if not silence:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

@@ -1,0 +1,145 @@
+"""The COLMAP database: written once by verification, read by mapping, checks and the report.
+
+Keypoints go in with COLMAP's pixel convention (origin at the image's top-left corner,
+lightsfm's + 0.5); match and inlier indices are the same in both.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pycolmap
+
+from ..images import ImageInfo
+from .cameras import group_cameras, make_camera
+
+
+def create_database(
+    path: Path,
+    infos: list[ImageInfo],
+    keypoints: dict[str, np.ndarray],
+    camera_mode: str = "auto",
+    camera_model: str = "auto",
+) -> tuple[pycolmap.Database, dict[str, int]]:
+    """A new COLMAP database with cameras, rigs, frames, images and keypoints.
+
+    ``keypoints`` maps image names to (N, 2) arrays in lightsfm's pixel convention.
+    Returns the open database and the image id of each name.
+    """
+    if path.exists():
+        path.unlink()
+    db = pycolmap.Database.open(path)
+    ids: dict[str, int] = {}
+    for group in group_cameras(infos, camera_mode):
+        camera = make_camera(infos[group[0]], camera_model)
+        camera.camera_id = db.write_camera(camera)
+        # COLMAP 4 models every camera as a rig; each image is a frame of that rig.
+        rig = pycolmap.Rig()
+        rig.add_ref_sensor(camera.sensor_id)
+        rig_id = db.write_rig(rig)
+        for i in group:
+            name = infos[i].name
+            image = pycolmap.Image(name=name, camera_id=camera.camera_id)
+            image.image_id = db.write_image(image)
+            frame = pycolmap.Frame(rig_id=rig_id)
+            frame.add_data_id(image.data_id)
+            db.write_frame(frame)
+            db.write_keypoints(image.image_id, (keypoints[name] + 0.5).astype(np.float32))
+            ids[name] = image.image_id
+    return db, ids
+
+
+def transaction(db: pycolmap.Database) -> pycolmap.DatabaseTransaction:
+    """A context in which all writes to ``db`` are one SQLite transaction (much faster)."""
+    return pycolmap.DatabaseTransaction(db)
+
+
+def two_view_geometry(inlier_matches: np.ndarray, F: np.ndarray | None = None) -> pycolmap.TwoViewGeometry:
+    """An uncalibrated two-view geometry (fundamental matrix) with its inlier matches."""
+    tvg = pycolmap.TwoViewGeometry()
+    tvg.config = pycolmap.TwoViewGeometryConfiguration.UNCALIBRATED
+    if F is not None:
+        tvg.F = F
+    tvg.inlier_matches = inlier_matches.astype(np.uint32)
+    return tvg
+
+
+def two_view_options(min_inliers: int, confidence: float, max_iterations: int) -> pycolmap.TwoViewGeometryOptions:
+    """COLMAP's two-view geometry estimator's options (seeded: the same matches, the same inliers)."""
+    opts = pycolmap.TwoViewGeometryOptions()
+    opts.min_num_inliers = min_inliers
+    opts.ransac.confidence = confidence
+    opts.ransac.max_num_trials = max_iterations
+    opts.ransac.random_seed = 0
+    return opts
+
+
+def estimate_two_view_geometry(
+    camera1: pycolmap.Camera,
+    points1: np.ndarray,
+    camera2: pycolmap.Camera,
+    points2: np.ndarray,
+    max_error: float,
+    options: pycolmap.TwoViewGeometryOptions,
+) -> pycolmap.TwoViewGeometry:
+    """COLMAP's two-view geometry (planar and calibrated configurations told apart) of the
+    matched points ``points1[i]`` ↔ ``points2[i]`` (lightsfm's pixels); its inlier matches
+    index those rows. ``options`` gets ``max_error`` (pixels)."""
+    options.ransac.max_error = max_error
+    return pycolmap.estimate_two_view_geometry(
+        camera1,
+        points1 + 0.5,
+        camera2,
+        points2 + 0.5,
+        np.stack([np.arange(len(points1)), np.arange(len(points1))], 1).astype(np.uint32),
+        options,
+    )
+
+
+def num_images(database: Path) -> int:
+    """Images in the database (registered or not)."""
+    db = pycolmap.Database.open(database)
+    try:
+        return db.num_images()
+    finally:
+        db.close()
+
+
+def verified_pairs(database: Path) -> dict[tuple[int, int], np.ndarray]:
+    """Inlier matches (N, 2) of every verified pair in the database, by image ids."""
+    db = pycolmap.Database.open(database)
+    try:
+        pair_ids, geometries = db.read_two_view_geometries()
+    finally:
+        db.close()
+    out = {}
+    for pair_id, tvg in zip(pair_ids, geometries, strict=True):
+        matches = np.asarray(tvg.inlier_matches)
+        if len(matches):
+            out[tuple(pycolmap.pair_id_to_image_pair(pair_id))] = matches
+    return out
+
+
+def matches_and_inliers(database: Path) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+    """Every matched pair by image names: its raw matches (N, 2) and a mask of the verified ones."""
+    db = pycolmap.Database.open(database)
+    try:
+        names = {im.image_id: im.name for im in db.read_all_images()}
+        inliers = {}
+        ids, geoms = db.read_two_view_geometries()
+        for pid, g in zip(ids, geoms, strict=True):
+            inliers[pid] = g.inlier_matches
+        out = {}
+        pair_ids, matches = db.read_all_matches()
+        for pid, m in zip(pair_ids, matches, strict=True):
+            a, b = pycolmap.pair_id_to_image_pair(pid)
+            m = np.asarray(m)
+            inl = np.zeros(len(m), bool)
+            if pid in inliers and len(inliers[pid]):
+                good = {tuple(x) for x in np.asarray(inliers[pid]).tolist()}
+                inl = np.array([tuple(x) in good for x in m.tolist()])
+            out[(names[a], names[b])] = (m, inl)
+    finally:
+        db.close()
+    return out
