@@ -10,20 +10,21 @@ import json
 import logging
 import os
 import shutil
-import sys
 from collections import Counter
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pycolmap
 from tqdm import tqdm
 
 from . import checks, colmap
 from .errors import ImageError
 from .images import load_image
 from .io import check_written
+from .workspace import Workspace
+
+if TYPE_CHECKING:
+    import pycolmap
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def point_colors(image_dir: Path, rec: pycolmap.Reconstruction) -> None:
     colmap.colorize(rec, colors_of)
 
 
-MAPPER_FILE = "mapper.json"  # in sparse/: {"method", "kept", "observations" per mapper run}
+MAPPER_FILE = Workspace.MAPPER  # in sparse/: {"method", "kept", "observations" per mapper run}
 
 
 def choose_model(runs: dict[str, list], found: dict[str, checks.ModelCheck] | None = None) -> str:
@@ -136,25 +137,6 @@ def choose_model(runs: dict[str, list], found: dict[str, checks.ModelCheck] | No
 MIN_OBSERVATIONS_FOR_PRINCIPAL_POINT = 300  # per registered image: below, a model is thin (see _thin)
 
 
-def _principal_point_sigmas(rec: pycolmap.Reconstruction, cov: Any, opts: Any) -> dict[int, np.ndarray]:
-    """Standard deviation of each camera's principal point (x, y), in units of the residuals."""
-    out = {}
-    for camera_id, cam in rec.cameras.items():
-        free = [
-            i
-            for i in range(len(cam.params))
-            if i in cam.principal_point_idxs()
-            or (i in cam.focal_length_idxs() and opts.refine_focal_length)
-            or (i in cam.extra_params_idxs() and opts.refine_extra_params)
-        ]
-        c = cov.get_other_params_cov(cam.params) if cov is not None else None
-        if c is None or c.shape[0] != len(free):
-            continue
-        at = [free.index(i) for i in cam.principal_point_idxs()]
-        out[camera_id] = np.sqrt(np.clip(np.diag(c)[at], 0, None))
-    return out
-
-
 def refine_principal_points(
     rec: pycolmap.Reconstruction, conf: dict[str, Any], guard: bool = True
 ) -> tuple[pycolmap.Reconstruction, dict[str, Any]]:
@@ -178,27 +160,10 @@ def refine_principal_points(
     """
     if rec.num_reg_images() == 0:
         return rec, {"refined": False, "why": "no registered images"}
-    trial = pycolmap.Reconstruction(rec)
-    opts = pycolmap.BundleAdjustmentOptions()
-    opts.print_summary = False
-    opts.refine_principal_point = True
-    opts.refine_focal_length = conf["refine_focal_length"]
-    opts.refine_extra_params = conf["refine_extra_params"]
-    opts.ceres.solver_options.num_threads = conf.get("num_threads") or os.cpu_count() or 1
-    ba_conf = pycolmap.BundleAdjustmentConfig()
-    for image_id in trial.reg_image_ids():
-        ba_conf.add_image(image_id)
-    ba_conf.fix_gauge(pycolmap.BundleAdjustmentGauge.THREE_POINTS)
-    level = pycolmap.logging.minloglevel
-    with _stderr_silenced(level >= 1):  # these calls log their INFO lines whatever the level
-        adjuster = pycolmap.create_default_ceres_bundle_adjuster(opts, ba_conf, trial)
-        adjuster.solve()
-        cov = pycolmap.estimate_ba_covariance(
-            pycolmap.BACovarianceOptions({"params": pycolmap.BACovarianceOptionsParams.ALL}), trial, adjuster
-        )
-    pycolmap.logging.minloglevel = level  # … and turn them back on for later calls
+    trial, sigmas = colmap.bundle.adjust_with_principal_points(
+        rec, conf["refine_focal_length"], conf["refine_extra_params"], conf.get("num_threads") or os.cpu_count() or 1
+    )
     residual = trial.compute_mean_reprojection_error() if trial.num_points3D() else 1.0
-    sigmas = _principal_point_sigmas(trial, cov, opts)
     cameras, keep = {}, bool(sigmas) and len(sigmas) == len(trial.cameras)
     views_of = Counter(im.camera_id for im in trial.images.values() if im.has_pose)
     for camera_id, cam in trial.cameras.items():
@@ -220,33 +185,14 @@ def refine_principal_points(
     return (trial if keep else rec), {"refined": keep, "why": why, "cameras": cameras}
 
 
-@contextmanager
-def _stderr_silenced(silence: bool):
-    if not silence:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def _thin(models: list[pycolmap.Reconstruction], database: Path) -> bool:
     """No model, images left out, or too few observations per image to trust it (the
     threshold of the principal-point refinement): then the global mapper gets a try too."""
     if not models:
         return True
-    db = pycolmap.Database.open(database)
-    num_images = db.num_images()
-    db.close()
     rec = models[0]
     return (
-        rec.num_reg_images() < num_images
+        rec.num_reg_images() < colmap.num_images(database)
         or rec.compute_mean_observations_per_reg_image() < MIN_OBSERVATIONS_FOR_PRINCIPAL_POINT
     )
 
@@ -286,6 +232,7 @@ def main(
     """Maps the verified database into ``output/sparse/<k>``; returns the models, largest first."""
     conf = {**default_conf, **(conf or {})}
     output = Path(output)
+    ws = Workspace(output)
     if conf["method"] not in ("auto", "incremental", "global", "best"):
         raise ValueError(f"unknown mapping method {conf['method']!r}; auto, incremental, global or best")
     evidence = colmap.verified_pairs(database)
@@ -295,9 +242,9 @@ def main(
 
     def run(method: str) -> None:
         if method == "incremental":
-            models = colmap.incremental_mapping(database, image_dir, output / "sparse", colmap.mapper_options(conf))
+            models = colmap.incremental_mapping(database, image_dir, ws.sparse, colmap.mapper_options(conf))
         else:
-            models = colmap.global_mapping(database, image_dir, output / "sparse", colmap.global_options(conf))
+            models = colmap.global_mapping(database, image_dir, ws.sparse, colmap.global_options(conf))
         models = models[: conf["max_num_models"]]
         if models and conf["repair_rounds"] >= 0:
             models[0], found[method], repair = _check_and_repair(
@@ -324,7 +271,7 @@ def main(
         for k, rec in enumerate(models):
             models[k], decision = refine_principal_points(rec, conf)
             principal_points.append(decision)
-    sparse_tmp = output / "sparse.tmp"
+    sparse_tmp = ws.tmp(ws.sparse)
     shutil.rmtree(sparse_tmp, ignore_errors=True)
     for k, rec in enumerate(models):
         point_colors(image_dir, rec)
@@ -341,13 +288,13 @@ def main(
             "principal_points": principal_points,
         }
         (sparse_tmp / MAPPER_FILE).write_text(json.dumps(record, indent=1))
-    shutil.rmtree(output / "sparse", ignore_errors=True)
+    shutil.rmtree(ws.sparse, ignore_errors=True)
     if models:
-        os.replace(sparse_tmp, output / "sparse")
-        shutil.copyfile(output / "sparse" / "0" / "points.ply", output / "points.ply.tmp")
-        os.replace(output / "points.ply.tmp", output / "points.ply")
+        os.replace(sparse_tmp, ws.sparse)
+        shutil.copyfile(ws.model(0) / "points.ply", ws.tmp(ws.points))
+        os.replace(ws.tmp(ws.points), ws.points)
     else:
-        (output / "points.ply").unlink(missing_ok=True)  # not a previous run's cloud
+        ws.points.unlink(missing_ok=True)  # not a previous run's cloud
     return models
 
 
@@ -365,14 +312,14 @@ def write_model(rec: pycolmap.Reconstruction, folder: Path) -> None:
 
 def read_mapper(output: Path) -> dict[str, Any]:
     """What ``sparse/mapper.json`` says (empty when absent: no model, or an older run)."""
-    path = Path(output) / "sparse" / MAPPER_FILE
+    path = Workspace(output).mapper
     return json.loads(path.read_text()) if path.exists() else {}
 
 
 def load_models(output: Path) -> list[pycolmap.Reconstruction]:
     """The models a previous run wrote under ``output/sparse``, largest first."""
-    sparse = Path(output) / "sparse"
+    sparse = Workspace(output).sparse
     if not sparse.is_dir():
         return []
     dirs = sorted((d for d in sparse.iterdir() if d.is_dir() and d.name.isdigit()), key=lambda d: int(d.name))
-    return [pycolmap.Reconstruction(d) for d in dirs]
+    return [colmap.read_model(d) for d in dirs]

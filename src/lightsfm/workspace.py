@@ -47,6 +47,9 @@ class State:
 class Workspace:
     """``OUT/``: the files lightsfm writes there, by what they are."""
 
+    # Names also written inside sparse/, beside the models they describe (see georef.py).
+    MAPPER, GEOREF, ALIGN = "mapper.json", "georef.json", "align.json"
+
     def __init__(self, output: Path) -> None:
         self.output = Path(output)
 
@@ -54,10 +57,24 @@ class Workspace:
     summary_file = property(lambda self: self.output / "summary.json")
     state_file = property(lambda self: self.output / "state.json")
     sparse = property(lambda self: self.output / "sparse")
+    mapper = property(lambda self: self.sparse / self.MAPPER)  # which mapper made the models, their checks
     points = property(lambda self: self.output / "points.ply")
     report = property(lambda self: self.output / "report.html")
-    dense = property(lambda self: self.output / "dense")
+    georef = property(lambda self: self.output / self.GEOREF)
+    align = property(lambda self: self.output / self.ALIGN)
     export = property(lambda self: self.output / "export")
+    # dense/ is COLMAP's own workspace layout (images/, sparse/, stereo/) plus these
+    dense = property(lambda self: self.output / "dense")
+    dense_state_file = property(lambda self: self.dense / "state.json")
+    dense_summary_file = property(lambda self: self.dense / "summary.json")
+    fused = property(lambda self: self.dense / "fused.ply")
+    mesh = property(lambda self: self.dense / "mesh.ply")
+
+    @staticmethod
+    def tmp(path: Path) -> Path:
+        """Where ``path`` is written before it is renamed into place (``remove_temporaries``
+        drops what a killed run left there)."""
+        return path.with_name(path.name + ".tmp")
 
     def model(self, k: int = 0) -> Path:
         return self.sparse / str(k)
@@ -72,14 +89,25 @@ class Workspace:
             shutil.rmtree(stale) if stale.is_dir() else stale.unlink()  # (sparse.tmp is a folder)
 
     def summary(self) -> dict[str, Any]:
-        """The last run's summary; a one-line error when there is none."""
-        if not self.summary_file.exists():
-            raise LightsfmError(f"{self.output}: no summary.json; run `lightsfm reconstruct` there first")
-        return json.loads(self.summary_file.read_text())
+        """The last run's summary; a one-line error when there is none or it cannot be read."""
+        path = self.summary_file
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            raise LightsfmError(f"{path}: not found; run `lightsfm reconstruct` there first") from None
+        except (OSError, ValueError) as e:
+            raise LightsfmError(f"{path}: cannot be read ({e})") from None
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_text(self.summary_file, json.dumps(summary, indent=2, default=str))
 
     def image_dir(self, given: Path | None = None) -> Path:
         """The photos of the run: ``given``, else the folder its summary names."""
-        return Path(given) if given is not None else Path(self.summary()["image_dir"])
+        if given is not None:
+            return Path(given)
+        if not self.summary_file.exists():
+            raise LightsfmError(f"{self.summary_file}: not found, so neither is the photo folder; give the folder")
+        folder = self.summary().get("image_dir")
+        if not folder:
+            raise LightsfmError(f"{self.summary_file}: names no photo folder; give the folder")
+        return Path(folder)
