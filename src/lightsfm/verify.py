@@ -15,7 +15,6 @@ from typing import Any
 
 import h5py
 import numpy as np
-import pycolmap
 from tqdm import tqdm
 
 from . import colmap
@@ -70,13 +69,9 @@ def main(
         db, ids = colmap.create_database(tmp, infos, kpts, conf["camera_mode"], conf["camera_model"])
         cameras = {c.camera_id: c for c in db.read_all_cameras()}
         cam_of = {im.name: cameras[im.camera_id] for im in db.read_all_images()}
-        tvg_opts = pycolmap.TwoViewGeometryOptions()
-        tvg_opts.min_num_inliers = conf["min_inliers"]
-        tvg_opts.ransac.confidence = conf["confidence"]
-        tvg_opts.ransac.max_num_trials = conf["max_iterations"]
-        tvg_opts.ransac.random_seed = 0
+        tvg_opts = colmap.two_view_options(conf["min_inliers"], conf["confidence"], conf["max_iterations"])
         stats: dict[str, Any] = {"pairs": 0, "verified": 0, "inliers": {}}
-        with h5py.File(match_file, "r") as fm, db, pycolmap.DatabaseTransaction(db):
+        with h5py.File(match_file, "r") as fm, db, colmap.transaction(db):
             for a, b in tqdm(pairs, desc="verify", unit="pair"):
                 if a not in ids or b not in ids:
                     continue
@@ -100,15 +95,7 @@ def main(
                         continue
                     tvg = colmap.two_view_geometry(matches[inl], F)
                 elif conf["method"] == "colmap":
-                    tvg_opts.ransac.max_error = thr
-                    tvg = pycolmap.estimate_two_view_geometry(
-                        cam_of[a],
-                        p0 + 0.5,
-                        cam_of[b],
-                        p1 + 0.5,
-                        np.stack([np.arange(len(p0)), np.arange(len(p0))], 1).astype(np.uint32),
-                        tvg_opts,
-                    )
+                    tvg = colmap.estimate_two_view_geometry(cam_of[a], p0, cam_of[b], p1, thr, tvg_opts)
                     if len(tvg.inlier_matches) < conf["min_inliers"]:
                         continue
                     tvg.inlier_matches = matches[tvg.inlier_matches[:, 0]].astype(np.uint32)
