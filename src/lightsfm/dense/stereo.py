@@ -207,8 +207,10 @@ def normals_from_depth(depth: torch.Tensor, K: torch.Tensor, window: int = 9) ->
     cov = torch.zeros(*depth.shape, 3, 3, dtype=depth.dtype, device=depth.device)
     for c, (i, j) in enumerate(ij):
         cov[..., i, j] = cov[..., j, i] = second[c] - mean[i] * mean[j]
-    _, vecs = torch.linalg.eigh(cov)
-    normal = vecs[..., 0].permute(2, 0, 1)  # eigenvector of the smallest eigenvalue, (3, H, W)
+    # on a GPU the batched 3×3 eigh of cuSOLVER failed (CUSOLVER_STATUS_INTERNAL_ERROR on an
+    # H200, torch 2.11+cu130, ~270k matrices): solved on the CPU, which gives the CPU's normals
+    _, vecs = torch.linalg.eigh(cov.cpu())
+    normal = vecs[..., 0].to(depth.device).permute(2, 0, 1)  # eigenvector of the smallest eigenvalue, (3, H, W)
     normal = torch.where((normal * X).sum(0, keepdim=True) > 0, -normal, normal)  # towards the camera
     ok = (valid > 0) & (n * window * window >= 0.5 * window * window)
     return torch.where(ok[None], normal, torch.zeros_like(normal)).permute(1, 2, 0).contiguous()
