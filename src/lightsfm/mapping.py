@@ -37,9 +37,9 @@ default_conf: dict[str, Any] = {
     "max_num_models": 2,
     "seed": 0,
     # One thread: the same inputs then give bit-identical models. With all cores the order of
-    # bundle-adjustment updates varies, and on the Middlebury rings poses differed by up to
-    # 65-140 degrees between identical runs; one thread measured no slower here
-    # (benchmarks/repeatability.py; fountain 1.90 s vs 1.91 s, temple 4.71 s vs 4.56 s).
+    # bundle-adjustment updates varies: on the dino, identical runs differed by up to 0.02°
+    # in relative rotation and 0.79° in translation direction, same mAA (the fountain came
+    # out identical; benchmarks/results/2026-11-26-session3-repeatability.txt).
     "num_threads": 1,
     "refine_focal_length": True,
     "refine_principal_point": False,  # during incremental mapping (destabilises weak scenes)

@@ -19,8 +19,8 @@ default_conf: dict[str, Any] = {
     # Pre-matching: drop pairs with fewer RANSAC inliers than this in the cheap matching that
     # turn detection already did (orientation.json); 0 keeps every pair. Each image
     # keeps its `prematch_keep` best partners whatever their count. At 10 on ../shared/data:
-    # mean mAA 0.695 → 0.728 and 163.6 s → 109.7 s (then with LightGlue on every pair: fewer
-    # LightGlue pairs, fewer false ones).
+    # mean mAA 0.695 → 0.728 and 163.6 s → 123.7 s (then with LightGlue on every pair: fewer
+    # LightGlue pairs, fewer false ones; benchmarks/results/2026-11-26-session2-*-vs-sift.json).
     "prematch_min_inliers": 10,
     "prematch_keep": 3,
     **retrieval.default_conf,
