@@ -78,7 +78,10 @@ def with_settings(*sections: str):
                 if name in known:
                     continue
                 known[name] = path
-                kind = bool if isinstance(default, bool) else Path if default is None else type(default)
+                text = ".".join(path) in config.TEXT  # (a Path would turn ray://h:1 into ray:/h:1)
+                kind = (
+                    bool if isinstance(default, bool) else str if text else Path if default is None else type(default)
+                )
                 extra.append(
                     inspect.Parameter(
                         name,
@@ -180,7 +183,7 @@ def _run(fn, verbose: bool) -> Any:
 
 
 @app.command()
-@with_settings("device", "features", "pairs", "matching", "verify", "mapping")
+@with_settings("device", "features", "pairs", "matching", "verify", "mapping", "run")
 def reconstruct(
     images: Annotated[Path, typer.Argument(help="Folder of photos (searched recursively).")],
     output: Output,
@@ -210,7 +213,7 @@ def reconstruct(
 
 
 @app.command()
-@with_settings("device", "features")
+@with_settings("device", "features", "run")
 def extract(
     images: Annotated[Path, typer.Argument(help="Folder of photos.")],
     output: Output,
@@ -218,13 +221,17 @@ def extract(
     conf=None,
 ) -> None:
     """Local features (ALIKED by default) → OUT/features-<settings>.h5."""
+    from . import executor
     from . import extract as extract_stage
     from .images import list_images
 
     def body() -> None:
         c = conf()
         Path(output).mkdir(parents=True, exist_ok=True)
-        path, failed = extract_stage.main(images, list_images(images), output, c["features"], c["device"])
+        with executor.from_conf(c["run"]) as ex:
+            path, failed = extract_stage.main(
+                images, list_images(images), output, c["features"], c["device"], executor=ex
+            )
         for name, reason in failed.items():
             typer.echo(f"skipped {name}: {reason}", err=True)
         typer.echo(str(path))
@@ -255,7 +262,7 @@ def pairs_cmd(
 
 
 @app.command()
-@with_settings("device", "matching")
+@with_settings("device", "matching", "run")
 def match(
     output: Output,
     pairs_file: Annotated[Path, typer.Option("--pairs", help="Pair list (pairs-*.txt).")],
@@ -264,12 +271,15 @@ def match(
     conf=None,
 ) -> None:
     """Matches of the listed pairs (MNN, LightGlue on weak pairs; or --matcher) → OUT/matches-<feats>-<matcher>.h5."""
+    from . import executor
     from . import match as match_stage
     from .pairs import read_pairs
 
     def body() -> None:
         c = conf()
-        typer.echo(str(match_stage.main(read_pairs(pairs_file), features, output, c["matching"], c["device"])))
+        with executor.from_conf(c["run"]) as ex:
+            path = match_stage.main(read_pairs(pairs_file), features, output, c["matching"], c["device"], ex)
+        typer.echo(str(path))
 
     _run(body, verbose)
 
@@ -325,7 +335,7 @@ def map_cmd(
 
 
 @app.command()
-@with_settings("device", "features", "pairs", "matching", "verify", "mapping")
+@with_settings("device", "features", "pairs", "matching", "verify", "mapping", "run")
 def imc(
     data: Annotated[Path, typer.Argument(help="IMC2023-layout folder with train_labels.csv.")],
     output: Output,
@@ -472,6 +482,29 @@ def export(
     from . import export as export_stage
 
     _run(lambda: typer.echo(str(export_stage.main(output, fmt, to))), verbose)
+
+
+@app.command("register")
+def register_cmd(
+    output: Annotated[Path, typer.Argument(help="Output folder of a finished run.")],
+    images: Annotated[Path, typer.Argument(help="Folder of new photos (or the run's own folder, with photos added).")],
+    no_report: Annotated[bool, typer.Option("--no-report", help="Skip rewriting OUT/report.html.")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Adds new photos to the model: registered with the model's poses held fixed."""
+    from . import register
+
+    def body() -> None:
+        record = register.main(output, images)
+        typer.echo(register.format_record(record))
+        if not no_report:
+            from . import report as report_stage
+
+            typer.echo(f"report: {report_stage.main(output)}")
+        if record["not_registered"] or record["skipped"]:
+            raise typer.Exit(EXIT_PARTIAL)
+
+    _run(body, verbose)
 
 
 @app.command()

@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from . import dense, ensemble, extract, extractors, mapping, match, matchers, pairs, verify
+from . import dense, ensemble, executor, extract, extractors, mapping, match, matchers, pairs, verify
 from .errors import LightsfmError
 
 
@@ -41,6 +41,8 @@ def defaults() -> dict[str, Any]:
             "verify": verify.default_conf,
             "mapping": mapping.default_conf,
             "dense": dense.default_conf,
+            # where per-item work runs: never in a fingerprint (results do not depend on it)
+            "run": executor.default_conf,
         }
     )
 
@@ -76,7 +78,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "mapping.method": ("auto", "incremental", "global", "best"),
     "dense.backend": ("torch", "colmap-cuda"),
     "dense.mesher": ("poisson", "none"),
+    "run.executor": executor.NAMES,
 }
+# Settings that default to None but hold text, not a file path (the command line keeps them as typed).
+TEXT: set[str] = {"run.ray_address"}
 # [low, high] of numeric settings; a number not listed must be finite, ≥ 0 and ≤ 1e9.
 RANGES: dict[str, tuple[float, float]] = {
     "features.max_keypoints": (1, 100_000),
@@ -118,6 +123,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "dense.stereo.window": (3, 63),
     "dense.fusion_max_normal_error": (0, 180),
     "dense.poisson_depth": (1, 16),
+    "run.threads": (0, 1024),  # 0: every core locally, one per Ray worker
 }
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?|mps")
 
@@ -166,6 +172,8 @@ def _check(path: str, default: Any, value: Any) -> None:
         ok = ok and all(isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in value)
         if not (ok and 0 < value[0] < value[1]):
             raise bad("[near, far] with 0 < near < far")
+    elif path in TEXT and value is not None and not isinstance(value, str):
+        raise bad("must be a string")
     elif default is None and value is not None and not isinstance(value, str):  # file paths
         raise bad("must be a file path (a string)")
 
@@ -181,6 +189,7 @@ def flag_specs(section: str) -> list[tuple[tuple[str, ...], str, str, Any]]:
         "verify": [verify.flags],
         "mapping": [mapping.flags],
         "dense": [dense.flags],
+        "run": [executor.flags],
     }
     table = defaults()
     out = []

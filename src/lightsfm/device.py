@@ -6,7 +6,21 @@ import os
 
 import torch
 
+# Torch threads per work item when an executor fixes them (0: every core). Results of the
+# same item differ in the last bits between thread counts (oneDNN splits small convolutions
+# differently), so executors that must agree run each item with the same count.
+_threads = 0
+
+
+def use_threads(n: int) -> int:
+    """Runs work items here with ``n`` torch threads (0: every core); returns the previous count."""
+    global _threads
+    previous, _threads = _threads, int(n)
+    set_threads()
+    return previous
+
 
 def set_threads() -> None:
-    """Use every core: torch defaults to the physical count, which can be lower."""
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    """Use every core, or the count an executor chose: torch defaults to the physical count,
+    which can be lower."""
+    torch.set_num_threads(_threads or max(1, os.cpu_count() or 1))

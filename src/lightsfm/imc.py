@@ -16,7 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from . import pipeline
+from . import executor, pipeline
 from .colmap import poses_from_models
 from .errors import LightsfmError
 from .evaluate import Pose, placeholder, write_poses
@@ -66,28 +66,32 @@ def main(
     output.mkdir(parents=True, exist_ok=True)
     submission: dict[tuple[str, str], dict[str, Pose]] = {}
     runs: dict[str, Any] = {}
-    for (ds, scene), paths in scene_lists.items():
-        image_dir = Path(os.path.commonpath([str(Path(p).parent) for p in paths]))
-        names = [Path(p).relative_to(image_dir).as_posix() for p in paths]
-        logger.info("scene %s/%s: %d images", ds, scene, len(names))
-        t = time.perf_counter()
-        try:
-            result = pipeline.reconstruct(data_dir / image_dir, output / ds / scene, conf, image_names=names)
-            poses = poses_from_models(result.models, names, result.stats.get("duplicates"))
-            runs[f"{ds}/{scene}"] = {**result.summary(), "wall_s": time.perf_counter() - t}
-            if write_report and result.models:
-                from . import report
-
-                # Ground truth only comes with a labels file, not with a sample submission.
-                gt = listing if listing.name == "train_labels.csv" else None
-                report.main(
-                    output / ds / scene, labels=gt, thresholds=thresholds if gt else None, scene_key=f"{ds}/{scene}"
+    # one executor for every scene: a Ray cluster is joined, and its workers started, once
+    with executor.from_conf({**executor.default_conf, **(conf or {}).get("run", {})}) as ex:
+        for (ds, scene), paths in scene_lists.items():
+            image_dir = Path(os.path.commonpath([str(Path(p).parent) for p in paths]))
+            names = [Path(p).relative_to(image_dir).as_posix() for p in paths]
+            logger.info("scene %s/%s: %d images", ds, scene, len(names))
+            t = time.perf_counter()
+            try:
+                result = pipeline.reconstruct(
+                    data_dir / image_dir, output / ds / scene, conf, image_names=names, executor=ex
                 )
-        except LightsfmError as e:
-            logger.warning("scene %s/%s failed: %s", ds, scene, e)
-            poses = {}
-            runs[f"{ds}/{scene}"] = {"error": str(e), "wall_s": time.perf_counter() - t}
-        submission[(ds, scene)] = {p: poses.get(n, placeholder()) for p, n in zip(paths, names, strict=True)}
+                poses = poses_from_models(result.models, names, result.stats.get("duplicates"))
+                runs[f"{ds}/{scene}"] = {**result.summary(), "wall_s": time.perf_counter() - t}
+                if write_report and result.models:
+                    from . import report
+
+                    # Ground truth only comes with a labels file, not with a sample submission.
+                    gt = listing if listing.name == "train_labels.csv" else None
+                    report.main(
+                        output / ds / scene, labels=gt, thresholds=thresholds if gt else None, scene_key=f"{ds}/{scene}"
+                    )
+            except LightsfmError as e:
+                logger.warning("scene %s/%s failed: %s", ds, scene, e)
+                poses = {}
+                runs[f"{ds}/{scene}"] = {"error": str(e), "wall_s": time.perf_counter() - t}
+            submission[(ds, scene)] = {p: poses.get(n, placeholder()) for p, n in zip(paths, names, strict=True)}
     path = output / "submission.csv"
     write_poses(path, submission)
     return path, runs

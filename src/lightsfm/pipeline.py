@@ -7,7 +7,7 @@ run finished, and is timed. ``reconstruct`` is what ``lightsfm reconstruct`` run
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ import pycolmap
 
 from . import checks, colmap, config, ensemble, extract, mapping, match, orientation, pairs, verify
 from .errors import LightsfmError
-from .executor import Executor, LocalExecutor
+from .executor import Executor, from_conf
 from .images import list_images, read_infos
 from .io import output_lock
 from .workspace import Workspace, fingerprint
@@ -80,11 +80,14 @@ def reconstruct(
 
     Holds ``output/.lock`` meanwhile: a second run on the same folder is refused at once.
     A bad setting is a one-line LightsfmError naming it, as on the command line.
+    ``executor``: where the per-image and per-pair work runs; by default the one the ``run``
+    settings name, started here and stopped at the end.
     """
     conf = config.merge(config.defaults(), conf or {})
     config.validate(conf)  # before the lock: a bad setting leaves no output folder behind
-    with output_lock(output):
-        return _reconstruct(image_dir, Workspace(output), conf, image_names, executor or LocalExecutor())
+    # (also before the lock: a cluster that cannot be reached leaves no output folder either)
+    with nullcontext(executor) if executor is not None else from_conf(conf["run"]) as ex, output_lock(output):
+        return _reconstruct(image_dir, Workspace(output), conf, image_names, ex)
 
 
 def _reconstruct(
