@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pycolmap
+
+if TYPE_CHECKING:
+    import pycolmap
 
 default_conf: dict[str, Any] = {
     "max_error_px": 4.0,  # epipolar (Sampson) error under the model's pose that still explains a match

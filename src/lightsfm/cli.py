@@ -132,11 +132,11 @@ def _setup_logging(verbose: bool) -> None:
         format="%(levelname)s: %(message)s" if not verbose else "%(asctime)s %(name)s %(levelname)s: %(message)s",
         stream=sys.stderr,
     )
-    import pycolmap
+    from . import colmap
 
     # COLMAP's own lines only with -v: its errors (e.g. "Failed to create any sparse model") are
     # reported by lightsfm in one line of its own
-    pycolmap.logging.minloglevel = 0 if verbose else 3
+    colmap.set_verbose(verbose)
 
 
 # What a full disk (or quota, or file-size limit) looks like from Python, h5py and pycolmap.
@@ -407,8 +407,8 @@ def dense(
         summary = dense_stage.main(output, c["dense"], c["device"], images)
         mesh = summary.get("mesh")
         typer.echo(
-            f"{summary['images']} depth maps, {summary['fused_points']} fused points → {ws.dense / 'fused.ply'}"
-            + (f"; mesh {mesh['vertices']} vertices, {mesh['faces']} faces → {ws.dense / 'mesh.ply'}" if mesh else "")
+            f"{summary['images']} depth maps, {summary['fused_points']} fused points → {ws.fused}"
+            + (f"; mesh {mesh['vertices']} vertices, {mesh['faces']} faces → {ws.mesh}" if mesh else "")
         )
         if not summary["fused_points"]:
             raise LightsfmError(f"{output}: dense fusion produced no point")
@@ -520,6 +520,7 @@ def georef(
 ) -> None:
     """The model in metres, east-north-up about OUT/georef.json's origin (EXIF GPS), or levelled."""
     from . import georef as georef_stage
+    from .workspace import Workspace
 
     def body() -> None:
         rec = georef_stage.main(output, gps=gps, up=up, image_dir=images, origin=origin)
@@ -527,10 +528,10 @@ def georef(
             typer.echo(
                 f"{rec['agreed']}/{rec['photos_with_gps']} photos agree with their GPS "
                 f"(median {rec['median_residual_m']:.2f} m, max {rec['max_residual_m']:.2f} m); "
-                f"outliers: {', '.join(rec['outliers']) or 'none'}; origin in {output / 'georef.json'}"
+                f"outliers: {', '.join(rec['outliers']) or 'none'}; origin in {Workspace(output).georef}"
             )
         else:
-            typer.echo(f"levelled: the cameras' average up is now +z ({output / 'sparse'})")
+            typer.echo(f"levelled: the cameras' average up is now +z ({Workspace(output).sparse})")
 
     _run(body, verbose)
 
@@ -544,12 +545,13 @@ def align(
 ) -> None:
     """The model moved onto another model or ground-truth poses (similarity), with residuals."""
     from . import georef as georef_stage
+    from .workspace import Workspace
 
     def body() -> None:
         rec = georef_stage.align(output, to, scene)
         typer.echo(
             f"{rec['agreed']} photos agree; median residual {rec['median_residual']:.4g}, "
-            f"outliers: {', '.join(rec['outliers']) or 'none'} → {output / 'align.json'}"
+            f"outliers: {', '.join(rec['outliers']) or 'none'} → {Workspace(output).align}"
         )
 
     _run(body, verbose)
@@ -572,8 +574,9 @@ def view(
 def version() -> None:
     """Versions of lightsfm and the libraries it runs on."""
     import kornia
-    import pycolmap
     import torch
+
+    from . import colmap
 
     typer.echo(
         json.dumps(
@@ -581,7 +584,7 @@ def version() -> None:
                 "lightsfm": __version__,
                 "torch": torch.__version__,
                 "kornia": kornia.__version__,
-                "pycolmap": pycolmap.__version__,
+                "pycolmap": colmap.version(),
             }
         )
     )

@@ -161,10 +161,9 @@ def _check(path: str, default: Any, value: Any) -> None:
         if path == "device" and not _DEVICE.fullmatch(value):
             raise bad("cpu, cuda, cuda:<n> or mps")
         if path == "verify.camera_model" and value != "auto":
-            import cv2  # noqa: F401  (before pycolmap: see STACK.md)
-            import pycolmap
+            from . import colmap
 
-            if value not in pycolmap.CameraModelId.__members__ or value == "INVALID":
+            if not colmap.is_camera_model(value):
                 raise bad("auto or a COLMAP camera model (SIMPLE_RADIAL, PINHOLE, OPENCV, …)")
         return
     if path == "dense.depth_range" and value is not None:

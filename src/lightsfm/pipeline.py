@@ -10,9 +10,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pycolmap
+from typing import TYPE_CHECKING, Any
 
 from . import checks, colmap, config, ensemble, extract, mapping, match, orientation, pairs, verify
 from .errors import LightsfmError
@@ -20,6 +18,9 @@ from .executor import Executor, from_conf
 from .images import list_images, read_infos
 from .io import output_lock
 from .workspace import Workspace, fingerprint
+
+if TYPE_CHECKING:
+    import pycolmap
 
 
 @dataclass
