@@ -25,9 +25,11 @@ import pytest
 import ray  # a dev dependency: its absence must fail here, not skip
 
 from conftest import DEMO
-from lightsfm import colmap, executor, extract, pipeline
+from lightsfm import colmap, executor, extract, pipeline, verify
 from lightsfm.errors import LightsfmError
+from lightsfm.images import read_infos
 from lightsfm.io import name_to_key
+from lightsfm.pairs import read_pairs
 
 PHOTOS = sorted(p.name for p in DEMO.iterdir())[:4]
 # Tiny and quick; every pair weak, so the hybrid's LightGlue waves run on the workers too.
@@ -183,12 +185,32 @@ class _StopAfter(_Counting):
 def test_ray_gives_the_same_bits_as_local(cluster, local_run, tmp_path):
     """``run.executor = ray`` (what --executor ray sets): the same features, matches,
     verified geometries, registered images and poses, to the bit."""
-    address, _ = cluster
+    address, ex = cluster
+    ex.stop_workers()  # (the cluster's two CPUs go to the workers of the executor built here)
     out_l, res_l = local_run
     assert res_l.models and len(colmap.camera_poses(res_l.models[0])) >= 3  # a real model to compare
     conf = {**CONF, "run": {**CONF["run"], "executor": "ray", "ray_address": address}}
     res_r = pipeline.reconstruct(DEMO, tmp_path, conf, image_names=PHOTOS)
     _assert_same_run(out_l, res_l, tmp_path, res_r)
+
+
+def test_colmap_verification_on_ray_gives_the_local_geometries(cluster, local_run, tmp_path):
+    """COLMAP's estimator (planar and calibrated configurations, the cameras sent along) per
+    pair on the workers: the same database as in this process."""
+    _, ex = cluster
+    out_l, res_l = local_run
+    infos, _ = read_infos(DEMO, PHOTOS)
+    pairs = read_pairs(out_l / res_l.stats["files"]["pairs"])
+    files = [out_l / res_l.stats["files"][k] for k in ("features", "matches")]
+    conf = {"method": "colmap"}
+    stats = {}
+    for name, run in (("local", executor.LocalExecutor(threads=1)), ("ray", ex)):
+        stats[name] = verify.main(infos, pairs, *files, tmp_path / f"{name}.db", conf, run)
+    assert stats["local"] == stats["ray"] and stats["local"]["verified"] > 0
+    geoms_l, geoms_r = (colmap.matches_and_inliers(tmp_path / f"{n}.db") for n in ("local", "ray"))
+    assert geoms_l.keys() == geoms_r.keys()
+    for pair, (m, inl) in geoms_l.items():
+        assert np.array_equal(m, geoms_r[pair][0]) and np.array_equal(inl, geoms_r[pair][1]), pair
 
 
 def test_a_worker_killed_mid_run_is_restarted_and_the_result_is_unchanged(cluster, local_run):

@@ -285,7 +285,7 @@ def match(
 
 
 @app.command()
-@with_settings("verify")
+@with_settings("verify", "run")
 def verify(
     images: Annotated[Path, typer.Argument(help="Folder of photos (for sizes and EXIF).")],
     output: Output,
@@ -296,6 +296,7 @@ def verify(
     conf=None,
 ) -> None:
     """RANSAC verification → OUT/database.db (cameras, images, keypoints, matches, geometries)."""
+    from . import executor
     from . import verify as verify_stage
     from .images import list_images, read_infos
     from .pairs import read_pairs
@@ -305,7 +306,8 @@ def verify(
         c = conf()
         infos, _ = read_infos(images, list_images(images))
         database = Workspace(output).database
-        stats = verify_stage.main(infos, read_pairs(pairs_file), features, matches, database, c["verify"])
+        with executor.from_conf(c["run"]) as ex:
+            stats = verify_stage.main(infos, read_pairs(pairs_file), features, matches, database, c["verify"], ex)
         typer.echo(f"{stats['verified']}/{stats['pairs']} pairs verified → {database}")
 
     _run(body, verbose)

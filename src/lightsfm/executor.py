@@ -279,13 +279,19 @@ class RayExecutor:
     def where(self) -> str:
         return repr(self.address) if self.address else "started here"
 
-    def close(self) -> None:
-        """Stops the workers, and Ray itself when this executor started or joined it."""
+    def stop_workers(self) -> None:
+        """Stops the workers (freeing their CPUs for other work); the next map starts new ones."""
         import ray
 
         for w in self.workers:
             ray.kill(w)
         self.workers = []
+
+    def close(self) -> None:
+        """Stops the workers, and Ray itself when this executor started or joined it."""
+        import ray
+
+        self.stop_workers()
         if self._owns:
             ray.shutdown()
             self._owns = False

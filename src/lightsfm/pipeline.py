@@ -158,7 +158,7 @@ def _reconstruct(
         stats.update(state.get("map_stats", {}))
     else:
         with timer("verify"):
-            vstats = verify.main(infos, pair_list, feature_file, match_file, database, conf["verify"])
+            vstats = verify.main(infos, pair_list, feature_file, match_file, database, conf["verify"], executor)
         stats["verified_pairs"] = vstats["verified"]
         with timer("map"):
             models = mapping.main(database, image_dir, output, conf["mapping"])

@@ -5,6 +5,8 @@ fundamental matrix (``magsac``, default) or COLMAP's own two-view geometry estim
 (``colmap``, which also tells planar and calibrated configurations apart). The COLMAP
 database gets cameras, images, keypoints, raw matches and the verified inlier matches;
 it is rebuilt from features.h5 and matches.h5 on every run, written beside and renamed.
+Each pair's RANSAC is a work item (``VerifyTask``) run by an executor; the database is
+written here, in the order of the pairs, whoever computed them.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from typing import Any
 
 import h5py
 import numpy as np
-from tqdm import tqdm
 
 from . import colmap
 from .errors import LightsfmError
+from .executor import Executor, LocalExecutor
 from .geometry import ransac_fundamental
 from .images import ImageInfo
 from .io import name_to_key, pair_to_key
@@ -45,6 +47,67 @@ flags: dict[str, str | tuple[str, str]] = {
 }
 
 
+class VerifyTask:
+    """One pair as a work item: (a, b) → (a, b, its matches (N, 2) or None when the pair was
+    not matched, its verified geometry or None when RANSAC rejects it).
+
+    Picklable; reads the pair's matches and the images' keypoints from the files on first
+    use (on a cluster, a path every worker sees). ``cameras`` (by image name) only for
+    ``method = colmap``.
+    """
+
+    def __init__(self, feature_file: Path, match_file: Path, conf: dict[str, Any], cameras: dict | None = None) -> None:
+        self.feature_file, self.match_file, self.conf = Path(feature_file), Path(match_file), conf
+        self.cameras = cameras or {}
+        self._files: tuple[h5py.File, h5py.File] | None = None
+        self._kpts: dict[str, tuple[np.ndarray, float]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_files": None, "_kpts": {}}
+
+    def keypoints(self, name: str) -> tuple[np.ndarray, float]:
+        """An image's keypoints and extraction scale, the most recent 64 images kept."""
+        if name not in self._kpts:
+            if len(self._kpts) >= 64:
+                self._kpts.pop(next(iter(self._kpts)))
+            g = self._files[0][name_to_key(name)]
+            self._kpts[name] = (g["keypoints"][()], float(g.attrs["scale"]))
+        return self._kpts[name]
+
+    def __call__(self, pair: tuple[str, str]) -> tuple[str, str, np.ndarray | None, Any]:
+        a, b = pair
+        c = self.conf
+        if self._files is None:
+            self._files = (h5py.File(self.feature_file, "r"), h5py.File(self.match_file, "r"))
+        fm = self._files[1]
+        key, swap = pair_to_key(a, b), False
+        if key not in fm:
+            key, swap = pair_to_key(b, a), True
+            if key not in fm:
+                return a, b, None, None
+        m0 = fm[key]["matches0"][()]
+        valid = (m0 > -1) & (fm[key]["scores0"][()] >= c["min_match_score"])
+        matches = np.stack([np.nonzero(valid)[0], m0[valid]], 1)
+        if swap:
+            matches = matches[:, ::-1]
+        (ka, sa), (kb, sb) = self.keypoints(a), self.keypoints(b)
+        p0, p1 = ka[matches[:, 0]], kb[matches[:, 1]]
+        thr = c["threshold"] * 0.5 * (sa + sb)
+        if c["method"] == "magsac":
+            F, inl = ransac_fundamental(p0, p1, thr, c["confidence"], c["max_iterations"])
+            tvg = colmap.two_view_geometry(matches[inl], F) if inl.sum() >= c["min_inliers"] else None
+        elif c["method"] == "colmap":
+            opts = colmap.two_view_options(c["min_inliers"], c["confidence"], c["max_iterations"])
+            tvg = colmap.estimate_two_view_geometry(self.cameras[a], p0, self.cameras[b], p1, thr, opts)
+            if len(tvg.inlier_matches) < c["min_inliers"]:
+                tvg = None
+            else:
+                tvg.inlier_matches = matches[tvg.inlier_matches[:, 0]].astype(np.uint32)
+        else:
+            raise ValueError(f"unknown verification method {c['method']!r} (magsac, colmap)")
+        return a, b, matches.astype(np.uint32), tvg
+
+
 def main(
     infos: list[ImageInfo],
     pairs: list[tuple[str, str]],
@@ -52,13 +115,14 @@ def main(
     match_file: Path,
     database: Path,
     conf: dict[str, Any] | None = None,
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
     """Builds ``database`` from the features and verified matches; returns per-pair inlier counts."""
     conf = {**default_conf, **(conf or {})}
+    executor = executor or LocalExecutor()
     with h5py.File(feature_file, "r") as ff:
         infos = [i for i in infos if name_to_key(i.name) in ff]
         kpts = {i.name: ff[name_to_key(i.name)]["keypoints"][()] for i in infos}
-        scale = {i.name: float(ff[name_to_key(i.name)].attrs["scale"]) for i in infos}
     database = Path(database)
     tmp = database.with_name(database.name + ".tmp")
     # SQLite's side files (write-ahead log) go with the temporary database
@@ -67,40 +131,21 @@ def main(
         f.unlink(missing_ok=True)
     try:
         db, ids = colmap.create_database(tmp, infos, kpts, conf["camera_mode"], conf["camera_model"])
-        cameras = {c.camera_id: c for c in db.read_all_cameras()}
-        cam_of = {im.name: cameras[im.camera_id] for im in db.read_all_images()}
-        tvg_opts = colmap.two_view_options(conf["min_inliers"], conf["confidence"], conf["max_iterations"])
+        cam_of = None
+        if conf["method"] == "colmap":  # (COLMAP's estimator needs the cameras; MAGSAC++ does not)
+            cameras = {c.camera_id: c for c in db.read_all_cameras()}
+            cam_of = {im.name: cameras[im.camera_id] for im in db.read_all_images()}
+        task = VerifyTask(feature_file, match_file, conf, cam_of)
+        todo = [(a, b) for a, b in pairs if a in ids and b in ids]
         stats: dict[str, Any] = {"pairs": 0, "verified": 0, "inliers": {}}
-        with h5py.File(match_file, "r") as fm, db, colmap.transaction(db):
-            for a, b in tqdm(pairs, desc="verify", unit="pair"):
-                if a not in ids or b not in ids:
+        with db, colmap.transaction(db):
+            for a, b, matches, tvg in executor.map(task, todo, desc="verify", unit="pair"):
+                if matches is None:  # not matched
                     continue
-                key, swap = pair_to_key(a, b), False
-                if key not in fm:
-                    key, swap = pair_to_key(b, a), True
-                    if key not in fm:
-                        continue
-                m0 = fm[key]["matches0"][()]
-                valid = (m0 > -1) & (fm[key]["scores0"][()] >= conf["min_match_score"])
-                matches = np.stack([np.nonzero(valid)[0], m0[valid]], 1)
-                if swap:
-                    matches = matches[:, ::-1]
                 stats["pairs"] += 1
-                db.write_matches(ids[a], ids[b], matches.astype(np.uint32))
-                p0, p1 = kpts[a][matches[:, 0]], kpts[b][matches[:, 1]]
-                thr = conf["threshold"] * 0.5 * (scale[a] + scale[b])
-                if conf["method"] == "magsac":
-                    F, inl = ransac_fundamental(p0, p1, thr, conf["confidence"], conf["max_iterations"])
-                    if inl.sum() < conf["min_inliers"]:
-                        continue
-                    tvg = colmap.two_view_geometry(matches[inl], F)
-                elif conf["method"] == "colmap":
-                    tvg = colmap.estimate_two_view_geometry(cam_of[a], p0, cam_of[b], p1, thr, tvg_opts)
-                    if len(tvg.inlier_matches) < conf["min_inliers"]:
-                        continue
-                    tvg.inlier_matches = matches[tvg.inlier_matches[:, 0]].astype(np.uint32)
-                else:
-                    raise ValueError(f"unknown verification method {conf['method']!r} (magsac, colmap)")
+                db.write_matches(ids[a], ids[b], matches)
+                if tvg is None:
+                    continue
                 db.write_two_view_geometry(ids[a], ids[b], tvg)
                 stats["verified"] += 1
                 stats["inliers"][(a, b)] = len(tvg.inlier_matches)
