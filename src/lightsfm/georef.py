@@ -39,6 +39,7 @@ from . import colmap, mapping
 from .errors import LightsfmError, printable
 from .evaluate import read_poses
 from .io import atomic_write_text, output_lock
+from .workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +64,8 @@ MIN_THRESHOLD_M = 0.5  # below GPS's reach: a photo is never called wrong for le
 MAX_TRIALS = 2000  # 3-photo sets tried; all of them when there are fewer (up to ~23 photos)
 _THIN = 0.01  # a 3-photo set whose second extent is under 1 % of its first is a line
 
-GEOREF_FILE = "georef.json"
-ALIGN_FILE = "align.json"
+GEOREF_FILE = Workspace.GEOREF
+ALIGN_FILE = Workspace.ALIGN
 _TMP, _OLD = "sparse.georef.tmp", "sparse.georef.old"
 
 
@@ -504,7 +505,7 @@ def level_model(rec: Any) -> tuple[Any, dict[str, Any]]:
 
 def _recover(output: Path) -> None:
     """Undoes a swap a killed run left half done: the old models go back into place."""
-    sparse, tmp, old = output / "sparse", output / _TMP, output / _OLD
+    sparse, tmp, old = Workspace(output).sparse, output / _TMP, output / _OLD
     if old.is_dir() and not sparse.exists():
         os.replace(old, sparse)
         logger.warning("%s: restored the models a killed georeferencing run had moved aside", sparse)
@@ -521,7 +522,8 @@ def _write_models(output: Path, models: list[Any], record_name: str, record: dic
     aside and the new one renamed into place (a run killed between the two renames is
     undone by the next run, see _recover).
     """
-    sparse, tmp, old = output / "sparse", output / _TMP, output / _OLD
+    ws = Workspace(output)
+    sparse, tmp, old = ws.sparse, output / _TMP, output / _OLD
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for k, rec in enumerate(models):
@@ -538,18 +540,8 @@ def _write_models(output: Path, models: list[Any], record_name: str, record: dic
     for stale in (GEOREF_FILE, ALIGN_FILE):
         (output / stale).unlink(missing_ok=True)
     atomic_write_text(output / record_name, text)
-    shutil.copyfile(sparse / "0" / "points.ply", output / "points.ply.tmp")
-    os.replace(output / "points.ply.tmp", output / "points.ply")
-
-
-def _run_summary(output: Path) -> dict[str, Any]:
-    path = output / "summary.json"
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise LightsfmError(f"{path}: not found; run `lightsfm reconstruct` first") from None
-    except (OSError, ValueError) as e:
-        raise LightsfmError(f"{path}: cannot be read ({e})") from None
+    shutil.copyfile(ws.model(0) / "points.ply", ws.tmp(ws.points))
+    os.replace(ws.tmp(ws.points), ws.points)
 
 
 def _load(output: Path) -> list[Any]:
@@ -657,13 +649,12 @@ def main(
         raise LightsfmError(f"unknown --up {up!r}; only 'auto'")
     if not gps and up is None:
         raise LightsfmError("nothing to do: give gps=True or up='auto'")
-    summary = _run_summary(output)  # before the lock, which would make a missing folder
+    ws = Workspace(output)
+    ws.summary()  # before the lock, which would make a missing folder
     with output_lock(output):
         _recover(output)
         models = _load(output)
-        if image_dir is None and not summary.get("image_dir"):
-            raise LightsfmError(f"{output / 'summary.json'}: names no photo folder; give the folder")
-        folder = Path(image_dir) if image_dir is not None else Path(summary["image_dir"])
+        folder = ws.image_dir(image_dir)
         record: dict[str, Any] | None = None
         if gps:
             names = sorted({im for rec in models for im in colmap.camera_poses(rec)})
@@ -746,7 +737,7 @@ def align(output: Path, to: Path, scene: str | None = None) -> dict[str, Any]:
     models follow it. Writes the models back and ``OUT/align.json`` (residuals per photo,
     in the target's units). Returns what align.json holds."""
     output, to = Path(output), Path(to)
-    summary = _run_summary(output)
+    summary = Workspace(output).summary()
     with output_lock(output):
         _recover(output)
         models = _load(output)
