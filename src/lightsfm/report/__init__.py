@@ -18,13 +18,13 @@ import h5py
 import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
-import pycolmap
 from plotly.offline import get_plotlyjs
 
 from .. import __version__, checks, colmap, mapping
 from .. import evaluate as ev
 from ..errors import LightsfmError
 from ..io import name_to_key
+from ..workspace import Workspace
 from . import figures, scene
 
 CSS = """
@@ -35,28 +35,6 @@ table{border-collapse:collapse;font-size:14px} td,th{border:1px solid #ddd;paddi
 .card img{width:320px;border:1px solid #ccc} .ok{color:#2a7} .bad{color:#c33} .pair img{max-width:100%}
 .note{color:#666;font-size:13px}
 """
-
-
-def _matrix_of_pairs(
-    db: pycolmap.Database,
-) -> tuple[dict[int, str], dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]]:
-    """Image names by id, and for each matched pair its raw matches and a mask of the verified ones."""
-    names = {im.image_id: im.name for im in db.read_all_images()}
-    inliers = {}
-    ids, geoms = db.read_two_view_geometries()
-    for pid, g in zip(ids, geoms, strict=True):
-        inliers[pid] = g.inlier_matches
-    out = {}
-    pair_ids, matches = db.read_all_matches()
-    for pid, m in zip(pair_ids, matches, strict=True):
-        a, b = pycolmap.pair_id_to_image_pair(pid)
-        m = np.asarray(m)
-        inl = np.zeros(len(m), bool)
-        if pid in inliers and len(inliers[pid]):
-            good = {tuple(x) for x in np.asarray(inliers[pid]).tolist()}
-            inl = np.array([tuple(x) in good for x in m.tolist()])
-        out[(names[a], names[b])] = (m, inl)
-    return names, out
 
 
 def _gt_for(
@@ -90,12 +68,13 @@ def _plot(fig: go.Figure, div_id: str) -> str:
 
 def _dense_section(output: Path, models: list, max_points: int) -> list[str]:
     """Depth maps and the fused cloud, when ``lightsfm dense`` ran here."""
-    dense_dir = output / "dense"
-    if not (dense_dir / "summary.json").exists() or not (dense_dir / "fused.ply").exists():
+    ws = Workspace(output)
+    dense_dir = ws.dense
+    if not ws.dense_summary_file.exists() or not ws.fused.exists():
         return []
     from ..dense import read_ply_points
 
-    summary = json.loads((dense_dir / "summary.json").read_text())
+    summary = json.loads(ws.dense_summary_file.read_text())
     mesh = summary.get("mesh") or {}
     parts = [
         "<h2>Dense reconstruction</h2>",
@@ -110,17 +89,15 @@ def _dense_section(output: Path, models: list, max_points: int) -> list[str]:
         path = dense_dir / "stereo" / "depth_maps" / f"{name}.geometric.bin"
         if not path.exists():
             continue
-        dm = pycolmap.DepthMap()
-        dm.read(path)
-        uri = figures.depth_figure(dense_dir / "images" / name, np.asarray(dm.to_array()))
+        uri = figures.depth_figure(dense_dir / "images" / name, colmap.mvs.read_depth_map(path))
         if uri:
             parts.append(
                 f"<div class=card style='width:480px'><img style='width:480px' src='{uri}'><br>"
                 f"<b>{html.escape(name)}</b> — depth on {share * 100:.0f} % of pixels</div>"
             )
     parts.append("</div>")
-    xyz, rgb = read_ply_points(dense_dir / "fused.ply")
-    rec = models[summary["conf"].get("model", 0)] if models else pycolmap.Reconstruction(dense_dir / "sparse")
+    xyz, rgb = read_ply_points(ws.fused)
+    rec = models[summary["conf"].get("model", 0)] if models else colmap.read_model(dense_dir / "sparse")
     fig, note = scene.figure(rec, max_points, points=(xyz, rgb))
     parts.append(f"<h3>Fused point cloud</h3><p class=note>{note}; dense/fused.ply</p>")
     parts.append(_plot(fig, "dense"))
@@ -138,21 +115,15 @@ def main(
     """Writes ``output/report.html`` for the run in ``output``; returns its path."""
     t0 = time.perf_counter()
     output = Path(output)
-    summary_file = output / "summary.json"
-    if not summary_file.exists():
-        raise LightsfmError(f"{output}: no summary.json; run `lightsfm reconstruct` there first")
-    summary = json.loads(summary_file.read_text())
-    image_dir = Path(summary["image_dir"])
+    ws = Workspace(output)
+    summary = ws.summary()
+    image_dir = ws.image_dir()
     names: list[str] = summary["image_names"]
     models = mapping.load_models(output)
     feature_file = output / summary["files"]["features"]
     with h5py.File(feature_file, "r") as f:
         kpts = {n: f[name_to_key(n)]["keypoints"][()] for n in names if name_to_key(n) in f}
-    db = pycolmap.Database.open(output / "database.db")
-    try:
-        _, matched = _matrix_of_pairs(db)
-    finally:
-        db.close()
+    matched = colmap.matches_and_inliers(ws.database)
     model_of = {}
     for k, rec in enumerate(models):
         for im in rec.images.values():
@@ -161,7 +132,7 @@ def main(
 
     parts = [
         f"<h1>lightsfm report</h1><p class=note>{html.escape(str(output.resolve()))} — "
-        f"lightsfm {__version__}, pycolmap {pycolmap.__version__}, {time.strftime('%Y-%m-%d %H:%M')}</p>"
+        f"lightsfm {__version__}, pycolmap {colmap.version()}, {time.strftime('%Y-%m-%d %H:%M')}</p>"
     ]
 
     # Summary
@@ -336,8 +307,8 @@ def main(
         + "\n".join(parts)
         + f"<p class=note>written in {time.perf_counter() - t0:.1f} s</p></body></html>"
     )
-    path = output / "report.html"
-    tmp = path.with_name("report.html.tmp")
+    path = ws.report
+    tmp = ws.tmp(path)
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(path)
     return path

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import plotly.graph_objects as go
-import pycolmap
+
+if TYPE_CHECKING:
+    import pycolmap
 
 MAX_POINTS = 50_000  # more makes the browser sluggish; the view says when it subsamples
 
