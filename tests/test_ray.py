@@ -32,10 +32,10 @@ from lightsfm.io import name_to_key
 from lightsfm.pairs import read_pairs
 
 PHOTOS = sorted(p.name for p in DEMO.iterdir())[:4]
-# Tiny and quick; every pair weak, so the hybrid's LightGlue waves run on the workers too.
-# One torch thread per item in both executors: the same count gives the same bits.
+# Tiny and quick; turn detection on; every pair weak, so the hybrid's LightGlue waves run on
+# the workers too. One torch thread per item in both executors: the same count, the same bits.
 CONF = {
-    "features": {"resize_max": 256, "max_keypoints": 256, "upright": False},
+    "features": {"resize_max": 256, "max_keypoints": 256, "upright": True},
     "matching": {"weak_below": 10_000},
     "run": {"threads": 1},
 }
@@ -133,6 +133,8 @@ def _assert_same_h5(a: Path, b: Path) -> None:
 
 
 def _assert_same_run(out_a: Path, res_a: pipeline.Result, out_b: Path, res_b: pipeline.Result) -> None:
+    # turn detection: the same turns, and the same cheap inliers of every pair (for pre-matching)
+    assert (out_a / "orientation.json").read_text() == (out_b / "orientation.json").read_text()
     for kind in ("features", "matches"):
         assert res_a.stats["files"][kind] == res_b.stats["files"][kind]  # the executor is in no file name
         _assert_same_h5(out_a / res_a.stats["files"][kind], out_b / res_b.stats["files"][kind])
@@ -168,17 +170,18 @@ class _Stop(Exception):
 
 
 class _StopAfter(_Counting):
-    """Stops the run (as a kill or Ctrl-C would) after ``n`` results."""
+    """Stops the run (as a kill or Ctrl-C would) after ``n`` results of a ``kind`` of task."""
 
-    def __init__(self, inner, n: int) -> None:
+    def __init__(self, inner, kind: str, n: int) -> None:
         super().__init__(inner)
-        self.left = n
+        self.kind, self.left = kind, n
 
     def map(self, task, items, desc="", unit="item"):
         for result in super().map(task, items, desc, unit):
-            if self.left == 0:
-                raise _Stop
-            self.left -= 1
+            if type(task).__name__ == self.kind:
+                if self.left == 0:
+                    raise _Stop
+                self.left -= 1
             yield result
 
 
@@ -228,16 +231,18 @@ def test_a_worker_killed_mid_run_is_restarted_and_the_result_is_unchanged(cluste
             return os.getpid(), self.task(item)
 
     task = WithPid(extract.ExtractTask(DEMO, CONF["features"]))
+    photos = PHOTOS * 2  # (enough that the other worker still has work when the first result is in)
     results = []
-    for result in ex.map(task, [(name, 0) for name in PHOTOS]):
-        if not results:  # the other worker is busy with its first photo, or has it queued
-            os.kill(pids[1], signal.SIGKILL)
+    for result in ex.map(task, [(name, 0) for name in photos]):
+        if not results:  # the worker that did not compute it: busy with its items
+            victim = pids.index(result[0]) ^ 1
+            os.kill(pids[victim], signal.SIGKILL)
         results.append(result)
     now = ex.pids()
-    assert now[0] == pids[0] and now[1] != pids[1]  # restarted by Ray, in a new process
-    assert now[1] in {pid for pid, _ in results}  # which ran what the killed one had not finished
+    assert now[victim] != pids[victim] and now[victim ^ 1] == pids[victim ^ 1]  # restarted, in a new process
+    assert now[victim] in {pid for pid, _ in results}  # which ran what the killed one had not finished
     with h5py.File(out_l / res_l.stats["files"]["features"], "r") as f:
-        for (_, (name, feats)), expected in zip(results, PHOTOS, strict=True):
+        for (_, (name, feats)), expected in zip(results, photos, strict=True):
             assert name == expected
             group = f[name_to_key(name)]
             for k in ("keypoints", "scores", "descriptors", "image_size"):
@@ -249,9 +254,10 @@ def test_a_run_stopped_under_ray_resumes_under_local(cluster, local_run, tmp_pat
     _, ex = cluster
     out_l, res_l = local_run
     with pytest.raises(_Stop):  # two photos extracted, then the run stops
-        pipeline.reconstruct(DEMO, tmp_path, CONF, PHOTOS, executor=_StopAfter(ex, 2))
+        pipeline.reconstruct(DEMO, tmp_path, CONF, PHOTOS, executor=_StopAfter(ex, "ExtractTask", 2))
     again = _Counting(executor.LocalExecutor(threads=1))
     res = pipeline.reconstruct(DEMO, tmp_path, CONF, PHOTOS, executor=again)
+    assert again.items("CheapTask") == 0  # turn detection had finished
     assert again.items("ExtractTask") == len(PHOTOS) - 2  # only the missing photos
     _assert_same_run(out_l, res_l, tmp_path, res)
 
@@ -262,11 +268,11 @@ def test_a_run_stopped_under_local_resumes_under_ray(cluster, local_run, tmp_pat
     pairs = len(PHOTOS) * (len(PHOTOS) - 1) // 2
     # every photo, every pair's first pass (all weak) and LightGlue on two pairs, then it stops
     with pytest.raises(_Stop):
-        stop = _StopAfter(executor.LocalExecutor(1), len(PHOTOS) + pairs + 2)
+        stop = _StopAfter(executor.LocalExecutor(1), "MatchTask", pairs + 2)
         pipeline.reconstruct(DEMO, tmp_path, CONF, PHOTOS, executor=stop)
     again = _Counting(ex)
     res = pipeline.reconstruct(DEMO, tmp_path, CONF, PHOTOS, executor=again)
-    assert again.items("ExtractTask") == 0
+    assert again.items("CheapTask") == again.items("ExtractTask") == 0
     assert again.items("MatchTask") == 2 * (pairs - 2)  # the two finished pairs are not matched again
     _assert_same_run(out_l, res_l, tmp_path, res)
 

@@ -133,7 +133,7 @@ def main(
     if not todo:
         return store.path, failed
     if rotations is None and conf["upright"]:
-        rotations, failed = orientation.main(image_dir, names, output, device)
+        rotations, failed = orientation.main(image_dir, names, output, device, executor)
     rotations = rotations or {}
     items = [(n, rotations.get(n, 0)) for n in todo if n not in failed]
     executor = executor or LocalExecutor()

@@ -12,6 +12,8 @@ within each connected group of images the global offset that leaves the most pho
 stored is chosen. So a ring of
 views whose camera flips upside down half-way (Middlebury's temple) is handled as well as
 a few photos turned at random among upright ones.
+The cheap description of each photo is a work item (``CheapTask``) run by an executor; the
+matching and the decisions stay here.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from .device import set_threads
 from .errors import ImageError
+from .executor import Executor, LocalExecutor
 from .extractors.aliked import AlikedExtractor
 from .geometry import count_inliers
 from .images import load_image
@@ -166,12 +170,39 @@ def candidate_pairs(turned: dict[str, list[dict]], among: list[str] | None = Non
     return sorted(chosen, key=lambda p: (index[p[0]], index[p[1]]))
 
 
+class CheapTask:
+    """One photo as a work item: (name, quarter turns) → (name, its cheap features at each
+    turn, or the reason it cannot be read).
+
+    Picklable; the extractor is built on first use, once per worker.
+    """
+
+    def __init__(self, image_dir: Path, extractor_factory, device: str = "cpu") -> None:
+        self.image_dir, self.factory, self.device = Path(image_dir), extractor_factory, device
+        self._extractor = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_extractor": None}
+
+    def __call__(self, item: tuple[str, tuple[int, ...]]) -> tuple[str, list[dict] | str]:
+        name, turns = item
+        if self._extractor is None:
+            set_threads()
+            self._extractor = self.factory(CHEAP, self.device)
+        try:
+            rgb = load_image(self.image_dir / name, CHEAP["resize_max"])[0]
+        except ImageError as e:
+            return name, e.reason
+        return name, [self._extractor(np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb) for k in turns]
+
+
 def detect(
     image_dir: Path,
     names: list[str],
     extractor_factory,
     device: str = "cpu",
     failed: dict[str, str] | None = None,
+    executor: Executor | None = None,
 ) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
     """Number of counter-clockwise quarter turns (0–3) that makes each image upright, and
     each pair's inliers at its best relative turn (a cheap guess of which pairs overlap).
@@ -179,23 +210,18 @@ def detect(
     A photo that cannot be decoded is left out (its reason goes into ``failed``, with a
     warning) and the others go on without it.
     """
-    extractor = extractor_factory(CHEAP, device)
+    task = CheapTask(image_dir, extractor_factory, device)
+    run = (executor or LocalExecutor()).map
     matcher = MutualNNMatcher({"ratio": 0.9}, device)
     turned: dict[str, list[dict]] = {}
 
-    def load(name: str) -> np.ndarray | None:
-        try:
-            return load_image(Path(image_dir) / name, CHEAP["resize_max"])[0]
-        except ImageError as e:
+    for name, out in run(task, [(n, (0,)) for n in names], desc="orientation", unit="img"):
+        if isinstance(out, str):
             if failed is not None:
-                failed[name] = e.reason
-                logger.warning("skipping %s", e)
-            return None
-
-    for name in tqdm(names, desc="orientation", unit="img"):
-        rgb = load(name)
-        if rgb is not None:
-            turned[name] = [extractor(rgb)]
+                failed[name] = out
+                logger.warning("skipping %s: %s", Path(image_dir) / name, out)
+        else:
+            turned[name] = out
     readable = list(turned)
     pairs = candidate_pairs(turned)
     upright = {
@@ -208,12 +234,12 @@ def detect(
     scores = {p: (0, v, 0) for p, v in upright.items() if p[0] in linked and p[1] in linked}
     rest = [n for n in readable if n not in linked]
     if rest:
-        for name in tqdm(rest, desc="orientation (turns)", unit="img"):
-            rgb = load(name)  # (read again: it may have changed or vanished since)
-            if rgb is None:
+        # (each read again: it may have changed or vanished since)
+        for name, out in run(task, [(n, (1, 2, 3)) for n in rest], desc="orientation (turns)", unit="img"):
+            if isinstance(out, str):
                 del turned[name]
-                continue
-            turned[name] += [extractor(np.ascontiguousarray(np.rot90(rgb, k))) for k in range(1, 4)]
+            else:
+                turned[name] += out
         readable = [n for n in readable if n in turned]
         rest = [n for n in rest if n in turned]
         todo = [p for p in candidate_pairs(turned, rest) if p not in scores]
@@ -230,7 +256,9 @@ def orientation_path(output: Path) -> Path:
     return Path(output) / "orientation.json"
 
 
-def main(image_dir: Path, names: list[str], output: Path, device: str = "cpu") -> tuple[dict[str, int], dict[str, str]]:
+def main(
+    image_dir: Path, names: list[str], output: Path, device: str = "cpu", executor: Executor | None = None
+) -> tuple[dict[str, int], dict[str, str]]:
     """Quarter turns per image and, for photos that could not be read, the reason.
 
     Read from ``output/orientation.json`` when it was written for these images; otherwise
@@ -242,7 +270,7 @@ def main(image_dir: Path, names: list[str], output: Path, device: str = "cpu") -
         if done.get("cheap") == CHEAP and sorted(done.get("names", [])) == sorted(names):
             return done["rotations"], done["failed"]
     failed: dict[str, str] = {}
-    rotations, overlap = detect(image_dir, names, AlikedExtractor, device, failed)
+    rotations, overlap = detect(image_dir, names, AlikedExtractor, device, failed, executor)
     rows = [{"pair": [a, b], "inliers": v} for (a, b), v in overlap.items()]
     record = {"cheap": CHEAP, "names": names, "failed": failed, "rotations": rotations, "pairs": rows}
     atomic_write_text(path, json.dumps(record))

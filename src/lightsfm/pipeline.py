@@ -109,7 +109,7 @@ def _reconstruct(
     rotations: dict[str, int] = {}
     if conf["features"]["upright"]:
         with timer("orientation"):
-            rotations, failed = orientation.main(image_dir, names, output, device)
+            rotations, failed = orientation.main(image_dir, names, output, device, executor)
         skipped.update(failed)
         names = [n for n in names if n not in failed]
     others = ensemble.members(conf["features"])
