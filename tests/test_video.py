@@ -218,3 +218,26 @@ def test_sequential_main_with_vlad_over_real_descriptors(clip, tmp_path):
     assert seq <= set(pairs) and loops
     assert all(indices([y])[0] - indices([x])[0] > 3 for x, y in loops)
     assert sequential.conf_tag(conf) == "sequential-o3-r1.5-l2-vlad"
+
+
+def test_reconstruct_a_clip_from_the_command_line(clip, tmp_path):
+    """`lightsfm reconstruct clip.mp4`: frames extracted into OUT/frames, paired
+    sequentially, one camera; the flags still win over what the clip asks for."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from lightsfm import cli
+
+    path, _ = clip
+    out = tmp_path / "out"
+    args = ["reconstruct", str(path), "-o", str(out), "--frames", "12", "--max-keypoints", "512"]
+    args += ["--resize-max", "320", "--overlap", "4", "--no-report"]
+    result = CliRunner().invoke(cli.app, args)
+    assert result.exit_code in (0, 3), result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["image_dir"] == str((out / "frames").resolve())
+    assert summary["conf"]["pairs"]["strategy"] == "sequential" and summary["conf"]["pairs"]["overlap"] == 4
+    assert summary["conf"]["features"]["upright"] is False and summary["conf"]["verify"]["camera_mode"] == "single"
+    assert len(summary["image_names"]) == 12 and summary["models"] and summary["models"][0]["registered"] >= 8
+    assert summary["files"]["pairs"].startswith("pairs-sequential-o4")

@@ -84,16 +84,12 @@ class ImageInfo:
     focal_mm: float | None = None
     focal_px: float | None = None  # prior from EXIF, in pixels of the upright image
     cropped: bool = False  # its shape differs from the frame EXIF says the camera took
-    # Keeps images apart from others of the same EXIF: photos added to a finished model get
-    # cameras of their own, so the model's cameras (and image ids) stay as they were.
-    camera_group: str = ""
 
     @property
     def camera_key(self) -> tuple:
         """Images with the same key are assumed to come from the same camera. A cropped photo
         is a camera of its own: two crops of one size rarely share a principal point."""
-        crop = self.name if self.cropped else ""
-        return (self.width, self.height, self.make, self.model, self.focal_mm, crop, self.camera_group)
+        return (self.width, self.height, self.make, self.model, self.focal_mm, self.name if self.cropped else "")
 
 
 def list_images(image_dir: Path) -> list[str]:

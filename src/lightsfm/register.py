@@ -4,14 +4,14 @@ The new photos go through the same stages as the model's (turn detection, extrac
 the same features file, matching into the same matches file), paired with their most
 similar photos of the model (the run's own pairing) and with each other; then the
 incremental mapper continues from the model with its poses held fixed, registers the new
-photos, triangulates their points and refines only what is new. The model's photos keep
-their cameras and image ids (new photos get cameras of their own). The grown model
+photos, triangulates their points and refines only what is new. New photos share the
+model's cameras where their EXIF says so (whose intrinsics then stay fixed too) and come
+after the model's photos, whose image ids stay as they were. The grown model
 replaces ``OUT/sparse/`` only once it is complete; a killed run leaves the old one.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import shutil
@@ -26,7 +26,6 @@ from .io import output_lock
 from .workspace import Workspace
 
 logger = logging.getLogger(__name__)
-ADDED_CAMERAS = "added"  # ImageInfo.camera_group of the new photos
 
 
 def _photo_folder(ws: Workspace, old_dir: Path, old_names: list[str], new_dir: Path) -> tuple[Path, list[str]]:
@@ -80,8 +79,7 @@ def main(output: Path, new_dir: Path, overrides: dict[str, Any] | None = None) -
         new_infos, skipped = read_infos(image_dir, new_names)
         old_files = {i.name for i in old_infos}
         new_infos = [i for i in new_infos if i.name not in old_files]
-        # new photos after the model's, on cameras of their own: the model's ids stay
-        new_infos = [dataclasses.replace(i, camera_group=ADDED_CAMERAS) for i in new_infos]
+        # the new photos after the model's: the model's image ids and cameras stay as they were
         infos = old_infos + new_infos
         names = [i.name for i in infos]
         device = conf["device"]
@@ -103,6 +101,10 @@ def main(output: Path, new_dir: Path, overrides: dict[str, Any] | None = None) -
         match_file = match.main(all_pairs, feature_file, ws.output, conf["matching"], device)
         vstats = verify.main(infos, all_pairs, feature_file, match_file, ws.database, conf["verify"])
         options = colmap.mapper_options(conf["mapping"])
+        if {i.camera_key for i in new_infos} <= {i.camera_key for i in old_infos}:
+            # every new photo is on one of the model's cameras: its intrinsics stay fixed too
+            options.ba_refine_focal_length = options.ba_refine_principal_point = False
+            options.ba_refine_extra_params = False
         grown = colmap.reregister(ws.database, image_dir, models[0], [], ws.output / "register.tmp", options)
         mapping.point_colors(image_dir, grown)
         models[0] = grown

@@ -31,6 +31,7 @@ def create_database(
         path.unlink()
     db = pycolmap.Database.open(path)
     ids: dict[str, int] = {}
+    camera_of: dict[int, tuple[int, int]] = {}  # info index → (camera id, rig id)
     for group in group_cameras(infos, camera_mode):
         camera = make_camera(infos[group[0]], camera_model)
         camera.camera_id = db.write_camera(camera)
@@ -38,15 +39,18 @@ def create_database(
         rig = pycolmap.Rig()
         rig.add_ref_sensor(camera.sensor_id)
         rig_id = db.write_rig(rig)
-        for i in group:
-            name = infos[i].name
-            image = pycolmap.Image(name=name, camera_id=camera.camera_id)
-            image.image_id = db.write_image(image)
-            frame = pycolmap.Frame(rig_id=rig_id)
-            frame.add_data_id(image.data_id)
-            db.write_frame(frame)
-            db.write_keypoints(image.image_id, (keypoints[name] + 0.5).astype(np.float32))
-            ids[name] = image.image_id
+        camera_of.update({i: (camera.camera_id, rig_id) for i in group})
+    # images in the order given: photos added to a model later come last and leave the ids
+    # (and cameras) of the model's photos as they were
+    for i, info in enumerate(infos):
+        camera_id, rig_id = camera_of[i]
+        image = pycolmap.Image(name=info.name, camera_id=camera_id)
+        image.image_id = db.write_image(image)
+        frame = pycolmap.Frame(rig_id=rig_id)
+        frame.add_data_id(image.data_id)
+        db.write_frame(frame)
+        db.write_keypoints(image.image_id, (keypoints[info.name] + 0.5).astype(np.float32))
+        ids[info.name] = image.image_id
     return db, ids
 
 
