@@ -104,11 +104,13 @@ def with_settings(*sections: str):
                     target = target.setdefault(k, {})
                 target[path[-1]] = str(value) if isinstance(value, Path) else value
 
-            def conf() -> dict[str, Any]:  # called inside the command's error handling
+            def conf(inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+                """The settings (called inside the command's error handling); ``inputs``:
+                what the input needs, under the file and the flags."""
                 merged = overrides
                 for text in sets:
                     merged = _deep_update(merged, config.parse_assignment(text))
-                return config.load(preset, file, merged)
+                return config.load(preset, file, merged, inputs)
 
             return fn(**kwargs, conf=conf)
 
@@ -185,8 +187,12 @@ def _run(fn, verbose: bool) -> Any:
 @app.command()
 @with_settings("device", "features", "pairs", "matching", "verify", "mapping", "run")
 def reconstruct(
-    images: Annotated[Path, typer.Argument(help="Folder of photos (searched recursively).")],
+    images: Annotated[
+        Path, typer.Argument(help="Folder of photos (searched recursively), a video, or a folder of videos.")
+    ],
     output: Output,
+    frames: Annotated[int, typer.Option(help="Video: frames to keep per clip (the sharpest of each stretch).")] = 300,
+    every: Annotated[float | None, typer.Option(help="Video: one frame per this many seconds instead.")] = None,
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip writing OUT/report.html.")] = False,
     verbose: Verbose = False,
     conf=None,
@@ -195,7 +201,14 @@ def reconstruct(
     from . import pipeline
 
     def body() -> None:
-        result = pipeline.reconstruct(images, output, conf())
+        from . import video
+        from .io import output_lock
+
+        image_dir, inputs = images, {}
+        if video.is_video(images) or (images.is_dir() and video.find_videos(images)):
+            with output_lock(output):  # frames are written once, as every stage's files
+                image_dir, inputs = video.prepare_input(images, output, frames, every)
+        result = pipeline.reconstruct(image_dir, output, conf(inputs))
         typer.echo(pipeline.format_summary(result))
         if result.models and not no_report:
             from . import report as report_stage
@@ -476,14 +489,24 @@ def report(
 @app.command()
 def export(
     output: Annotated[Path, typer.Argument(help="Output folder of a run.")],
-    fmt: Annotated[str, typer.Option("--format", help="colmap-txt, colmap-bin, ply, nerfstudio or imc-csv.")],
+    fmt: Annotated[str, typer.Option("--format", help="colmap-txt, colmap-bin, ply, nerfstudio, 3dgs or imc-csv.")],
     to: Annotated[Path | None, typer.Option(help="Destination (default OUT/export/<format>).")] = None,
+    downscales: Annotated[
+        str, typer.Option(help="3dgs/nerfstudio: also images_N at these factors (comma-separated; empty: none).")
+    ] = "2,4,8",
     verbose: Verbose = False,
 ) -> None:
-    """The model in another format (COLMAP text/binary, PLY, nerfstudio, IMC CSV)."""
+    """The model in another format (COLMAP text/binary, PLY, nerfstudio, 3DGS, IMC CSV)."""
     from . import export as export_stage
 
-    _run(lambda: typer.echo(str(export_stage.main(output, fmt, to))), verbose)
+    def body() -> None:
+        try:
+            factors = tuple(int(f) for f in downscales.split(",") if f.strip())
+        except ValueError:
+            raise LightsfmError(f"--downscales {downscales!r}: whole numbers separated by commas") from None
+        typer.echo(str(export_stage.main(output, fmt, to, factors)))
+
+    _run(body, verbose)
 
 
 @app.command("register")

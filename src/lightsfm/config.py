@@ -66,7 +66,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 # Allowed values of the settings that name a choice.
 CHOICES: dict[str, tuple[str, ...]] = {
     "features.model": ("aliked-n16", "aliked-n16rot", "aliked-n32", "aliked-t16"),
-    "pairs.strategy": ("auto", "exhaustive", "retrieval"),
+    "pairs.strategy": ("auto", "exhaustive", "retrieval", "sequential"),
     "pairs.global_descriptor": ("auto", "dinov2", "vlad"),
     "pairs.dinov2_model": ("vits14", "vitb14"),
     "features.name": tuple(extractors.available()),
@@ -89,6 +89,9 @@ RANGES: dict[str, tuple[float, float]] = {
     "features.nms_radius": (0, 64),
     "features.resize_max": (64, 20_000),
     "pairs.topk": (1, 100_000),
+    "pairs.overlap": (0, 100_000),
+    "pairs.step_ratio": (0, 100),
+    "pairs.loop_topk": (0, 100_000),
     "pairs.similarity_threshold": (-1, 1),
     "matching.min_similarity": (-1, 1),
     "matching.ratio": (0, 1),
@@ -256,11 +259,20 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load(preset: str = "default", file: Path | None = None, overrides: dict[str, Any] | None = None) -> dict:
-    """The full settings for a run; a bad value is a one-line error naming it (and the file)."""
+def load(
+    preset: str = "default",
+    file: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    inputs: dict[str, Any] | None = None,
+) -> dict:
+    """The full settings for a run; a bad value is a one-line error naming it (and the file).
+
+    Layers, later wins: defaults, the preset, what the input needs (``inputs``: e.g. a video
+    pairs its frames sequentially), the TOML file, the flags (``overrides``).
+    """
     if preset not in PRESETS:
         raise LightsfmError(f"unknown preset {preset!r}; one of {', '.join(PRESETS)}")
-    conf = merge(defaults(), PRESETS[preset])
+    conf = merge(merge(defaults(), PRESETS[preset]), inputs or {})
     if file is not None:
         try:
             conf = merge(conf, tomllib.loads(Path(file).read_text()))

@@ -11,7 +11,7 @@ from typing import Any
 
 from .. import orientation
 from ..io import atomic_write_text
-from . import exhaustive, retrieval
+from . import exhaustive, retrieval, sequential
 
 default_conf: dict[str, Any] = {
     "strategy": "auto",  # exhaustive | retrieval | auto
@@ -24,6 +24,7 @@ default_conf: dict[str, Any] = {
     "prematch_min_inliers": 10,
     "prematch_keep": 3,
     **retrieval.default_conf,
+    **{k: v for k, v in sequential.default_conf.items() if k not in retrieval.default_conf},
 }
 flags: dict[str, str | tuple[str, str]] = {
     "strategy": ("--pairing", "Which pairs to match."),
@@ -37,6 +38,7 @@ flags: dict[str, str | tuple[str, str]] = {
     "global_descriptor": "retrieval's image descriptor.",
     "dinov2_model": "DINOv2 size.",
     "dinov2_weights": "Official DINOv2 checkpoint (.pth).",
+    **sequential.flags,
 }
 
 
@@ -94,8 +96,11 @@ def main(
     elif strategy == "retrieval":
         pairs = retrieval.main(names, output, conf, image_dir=image_dir, feature_file=feature_file, device=device)
         path = Path(output) / f"pairs-{retrieval.conf_tag(conf)}.txt"
+    elif strategy == "sequential":  # video frames: each with its next ones, plus loop closures
+        pairs = sequential.main(names, output, conf, image_dir=image_dir, feature_file=feature_file, device=device)
+        path = Path(output) / f"pairs-{sequential.conf_tag(conf)}.txt"
     else:
-        raise ValueError(f"unknown pairing strategy {strategy!r} (exhaustive, retrieval, auto)")
+        raise ValueError(f"unknown pairing strategy {strategy!r} (exhaustive, retrieval, sequential, auto)")
     if conf["prematch_min_inliers"] > 0:
         inliers = orientation.read_overlap(output)
         if inliers:
