@@ -17,28 +17,31 @@ interrupted run resumes from the maps already written.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cv2  # noqa: F401  (before pycolmap: see STACK.md)
+import cv2
 import numpy as np
-import pycolmap
 import torch
 from PIL import Image
 from tqdm import tqdm
 
+from .. import colmap
+from ..colmap import mvs
 from ..device import set_threads
 from ..errors import ImageError, LightsfmError
 from ..images import load_image, read_info
 from ..io import atomic_write_text, check_written
+from ..workspace import State, Workspace, fingerprint
 from . import stereo
+
+if TYPE_CHECKING:
+    import pycolmap
 
 logger = logging.getLogger(__name__)
 
@@ -72,17 +75,13 @@ flags: dict[str, str | tuple[str, str]] = {
 DEPTH_MARGIN = 1.25  # sparse points miss the nearest and farthest surfaces: widen their range
 
 
-def _workspace_state(dense: Path) -> dict[str, Any]:
-    f = dense / "state.json"
-    return json.loads(f.read_text()) if f.exists() else {}
-
-
 def _fingerprint(sparse: Path, image_dir: Path, conf: dict[str, Any]) -> str:
     """Changes when the model or the settings that shape the depth maps change."""
+    # the model's files by name, not path: a copied run with its dense/ still resumes
     files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sparse.iterdir() if p.is_file())
     keys = ("max_image_size", "num_src", "view_selection_angle", "depth_range", "backend", "stereo")
     # (the consistency check and fusion are redone on every run: they are cheap)
-    return json.dumps([files, str(image_dir), {k: conf[k] for k in keys}], sort_keys=True, default=str)
+    return fingerprint(files, str(image_dir), {k: conf[k] for k in keys})
 
 
 def upright_inputs(image_dir: Path, names: list[str], folder: Path) -> dict[str, str]:
@@ -139,45 +138,23 @@ def _map_path(dense: Path, kind: str, name: str, which: str) -> Path:
     return dense / "stereo" / f"{kind}_maps" / f"{name}.{which}.bin"
 
 
-@functools.cache
-def _normal_maps_written_interleaved() -> bool:
-    """pycolmap 4.2's NormalMap.from_array + write store the (H, W, 3) array pixel by pixel,
-    while COLMAP's fusion reads normal maps channel by channel: check which this pycolmap does."""
-    probe = np.zeros((1, 2, 3), np.float32)
-    probe[..., 1] = 1.0
-    with tempfile.TemporaryDirectory() as d:
-        pycolmap.NormalMap.from_array(probe).write(Path(d) / "n.bin")
-        data = (Path(d) / "n.bin").read_bytes()
-    floats = np.frombuffer(data[data.index(b"&", data.index(b"&", data.index(b"&") + 1) + 1) + 1 :], np.float32)
-    return bool(floats[1] == 1.0)  # interleaved: 0 1 0 0 1 0; channel by channel: 0 0 1 1 0 0
-
-
-def _normal_map(n: np.ndarray) -> pycolmap.NormalMap:
-    """A NormalMap whose file COLMAP's fusion reads as ``n`` (H, W, 3)."""
-    if _normal_maps_written_interleaved():
-        h, w, _ = n.shape
-        n = np.ascontiguousarray(n.transpose(2, 0, 1)).reshape(h, w, 3)
-    return pycolmap.NormalMap.from_array(n)
-
-
 def _write_maps(dense: Path, name: str, which: str, depth: torch.Tensor, K: torch.Tensor) -> None:
     d = depth.cpu().numpy().astype(np.float32)
     n = stereo.normals_from_depth(depth, K).cpu().numpy().astype(np.float32)
     valid = d[d > 0]
     lo, hi = (float(np.percentile(valid, 1)), float(np.percentile(valid, 99))) if valid.size else (0.0, 0.0)
-    for kind, m in (("normal", _normal_map(n)), ("depth", pycolmap.DepthMap.from_array(d, lo, hi))):
+    writers = (("normal", lambda p: mvs.write_normal_map(p, n)), ("depth", lambda p: mvs.write_depth_map(p, d, lo, hi)))
+    for kind, write in writers:
         path = _map_path(dense, kind, name, which)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        m.write(tmp)
+        write(tmp)
         check_written([tmp])  # pycolmap says nothing when the disk is full
         os.replace(tmp, path)  # the depth map last: its presence marks the image done
 
 
 def _read_depth(dense: Path, name: str, which: str, device: str) -> torch.Tensor:
-    dm = pycolmap.DepthMap()
-    dm.read(_map_path(dense, "depth", name, which))
-    return torch.from_numpy(np.array(dm.to_array(), dtype=np.float32)).to(device)
+    return torch.from_numpy(mvs.read_depth_map(_map_path(dense, "depth", name, which))).to(device)
 
 
 def view_selection_scores(rec: pycolmap.Reconstruction, theta0: float = 5.0) -> dict[tuple[str, str], float]:
@@ -216,15 +193,12 @@ def _sources(
         partners[a].append((v, b))
         partners[b].append((v, a))
     sources = {n: [m for _, m in sorted(p, reverse=True)[: conf["num_src"]]] for n, p in partners.items()}
-    mvs = pycolmap.MVSModel()
-    mvs.read_from_colmap(str(dense))
-    ranges = mvs.compute_depth_ranges()
-    names = [mvs.get_image_name(i) for i in range(len(ranges))]
+    ranges = mvs.depth_ranges(dense)
     if conf["depth_range"] is not None:
         near, far = conf["depth_range"]
-        return sources, {n: (float(near), float(far)) for n in names}
+        return sources, {n: (float(near), float(far)) for n in ranges}
     out = {}
-    for n, (near, far) in zip(names, ranges, strict=True):
+    for n, (near, far) in ranges.items():
         if near > 0 and far > near:
             out[n] = (near / DEPTH_MARGIN, far * DEPTH_MARGIN)
     return sources, out
@@ -234,46 +208,38 @@ def main(output: Path, conf: dict[str, Any] | None = None, device: str = "cpu", 
     """Dense cloud and mesh of ``output/sparse/<model>`` under ``output/dense``; returns a summary."""
     conf = {**default_conf, **(conf or {})}
     conf["stereo"] = {**stereo.default_conf, **conf.get("stereo", {})}
-    output = Path(output)
-    sparse = output / "sparse" / str(conf["model"])
+    ws = Workspace(output)
+    sparse = ws.model(conf["model"])
     if not (sparse / "images.bin").exists() and not (sparse / "images.txt").exists():
         raise LightsfmError(f"{sparse}: no sparse model (run `lightsfm reconstruct` first)")
-    if image_dir is None:
-        summary = output / "summary.json"
-        if not summary.exists():
-            raise LightsfmError(f"{output}: no summary.json to find the photos in; pass the image folder")
-        image_dir = Path(json.loads(summary.read_text())["image_dir"])
-    image_dir = Path(image_dir)
+    image_dir = ws.image_dir(image_dir)
     set_threads()
     timings: dict[str, float] = {}
-    dense = output / "dense"
+    dense = ws.dense
 
     # A workspace made from another model or other settings is thrown away, not mixed in.
     key = _fingerprint(sparse, image_dir, conf)
-    state = _workspace_state(dense)
+    state = State(ws.dense_state_file)
     if state.get("key") != key:
         shutil.rmtree(dense, ignore_errors=True)
-        state = {"key": key}
+        state = State(ws.dense_state_file)
     dense.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(dense / "state.json", json.dumps(state))
+    state.set(key=key)
 
     t = time.perf_counter()
     if not state.get("undistorted"):
-        rec = pycolmap.Reconstruction(sparse)
+        rec = colmap.read_model(sparse)
         names = [im.name for im in rec.images.values() if im.has_pose]
         upright = dense / "inputs"
-        state["skipped"] = upright_inputs(image_dir, names, upright)
-        names = [n for n in names if n not in state["skipped"]]
-        opts = pycolmap.UndistortCameraOptions()
-        opts.max_image_size = conf["max_image_size"]
-        pycolmap.undistort_images(dense, sparse, upright, image_names=names, undistort_options=opts)
+        skipped = upright_inputs(image_dir, names, upright)
+        names = [n for n in names if n not in skipped]
+        mvs.undistort_images(dense, sparse, upright, names, conf["max_image_size"])
         shutil.rmtree(upright)
-        state["undistorted"] = True
-        atomic_write_text(dense / "state.json", json.dumps(state))
+        state.set(skipped=skipped, undistorted=True)
     timings["undistort"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    udrec = pycolmap.Reconstruction(dense / "sparse")
+    udrec = colmap.read_model(dense / "sparse")
     sources, ranges = _sources(dense, udrec, conf)
     names = sorted(n for n in sources if sources[n] and n in ranges)
     no_depth = sorted(set(sources) - set(names))
@@ -324,41 +290,30 @@ def main(output: Path, conf: dict[str, Any] | None = None, device: str = "cpu", 
     }
     if conf["mesher"] != "none" and fused > 0:
         t = time.perf_counter()
-        summary["mesh"] = mesh(dense / "fused.ply", dense / "mesh.ply", conf)
+        summary["mesh"] = mesh(ws.fused, ws.mesh, conf)
         timings["mesh"] = time.perf_counter() - t
     summary["valid_depth_share"] = valid_share
     summary["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
     summary["conf"] = conf
-    atomic_write_text(dense / "summary.json", json.dumps(summary, indent=2))
+    atomic_write_text(ws.dense_summary_file, json.dumps(summary, indent=2))
     return summary
 
 
 def _colmap_patch_match(dense: Path, conf: dict[str, Any], names: list[str]) -> None:
-    if not pycolmap.has_cuda:
+    if not mvs.has_cuda():
         raise LightsfmError("backend colmap-cuda: this pycolmap was built without CUDA; use backend torch")
-    opts = pycolmap.PatchMatchOptions()
-    opts.max_image_size = conf["max_image_size"]
-    opts.window_radius = conf["stereo"]["window"] // 2
-    opts.geom_consistency = True
-    if conf["depth_range"] is not None:
-        opts.depth_min, opts.depth_max = conf["depth_range"]
-    pycolmap.patch_match_stereo(dense, options=opts)
+    mvs.patch_match_stereo(dense, conf["max_image_size"], conf["stereo"]["window"] // 2, conf["depth_range"])
 
 
 def fuse(dense: Path, names: list[str], conf: dict[str, Any]) -> int:
     """pycolmap's stereo fusion of the geometric depth maps → ``dense/fused.ply``; returns its point count."""
     atomic_write_text(dense / "stereo" / "fusion.cfg", "".join(f"{n}\n" for n in names))
-    opts = pycolmap.StereoFusionOptions()
-    opts.min_num_pixels = conf["fusion_min_views"]
-    opts.max_normal_error = conf["fusion_max_normal_error"]
-    opts.max_image_size = conf["max_image_size"]
-    # One thread: the same depth maps then give the same cloud (with all cores the order in
-    # which pixels join points varies, and a resumed run fused 3 points where the reference fused 2).
-    opts.num_threads = 1
     tmp = dense / "fused.tmp.ply"
-    rec = pycolmap.stereo_fusion(tmp, dense, input_type="geometric", options=opts, output_type="PLY")
+    n = mvs.stereo_fusion(
+        tmp, dense, conf["fusion_min_views"], conf["fusion_max_normal_error"], conf["max_image_size"]
+    )  # (on one thread: see mvs.stereo_fusion)
     check_written([p for p in (tmp, Path(f"{tmp}.vis")) if p.exists()])
-    n = rec.num_points3D() if rec is not None else len(read_ply_points(tmp)[0])
+    n = n if n is not None else len(read_ply_points(tmp)[0])
     for suffix in ("", ".vis"):
         if Path(f"{tmp}{suffix}").exists():
             os.replace(f"{tmp}{suffix}", dense / f"fused.ply{suffix}")
@@ -397,12 +352,8 @@ def mesh(fused: Path, out: Path, conf: dict[str, Any]) -> dict[str, int]:
     """Screened Poisson surface of the fused points (pycolmap / PoissonRecon), trimmed."""
     if conf["mesher"] != "poisson":
         raise LightsfmError(f"unknown mesher {conf['mesher']!r}; one of poisson, none")
-    opts = pycolmap.PoissonMeshingOptions()
-    opts.depth = conf["poisson_depth"]
-    opts.trim = conf["poisson_trim"]
-    opts.num_threads = os.cpu_count() or 1
     tmp = out.with_name(out.stem + ".tmp.ply")
-    pycolmap.poisson_meshing(fused, tmp, opts)
+    mvs.poisson_meshing(fused, tmp, conf["poisson_depth"], conf["poisson_trim"], os.cpu_count() or 1)
     check_written([tmp])
     os.replace(tmp, out)
     with open(out, "rb") as f:
