@@ -16,9 +16,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "lightsfm"
 LAYERS = [
     {"errors", "io", "device", "geometry", "plugins", "weights", "workspace", "executor", "images", "store"},
     {"evaluate", "colmap", "checks"},
-    {"orientation", "extract", "extractors", "match", "matchers", "pairs", "verify", "mapping", "dense"},
+    {"orientation", "extract", "extractors", "match", "matchers", "pairs", "ensemble", "verify", "mapping", "dense"},
     {"config", "pipeline"},
-    {"imc", "report", "export", "view", "georef", "video"},
+    {"imc", "report", "export", "view", "georef", "video", "register"},
     {"cli", "__main__"},
 ]
 ADAPTER = {"colmap"}
@@ -113,3 +113,9 @@ def test_no_import_cycles():
     for n in graph:
         if not state.get(n):
             walk(n, [])
+
+
+def test_only_the_adapter_imports_pycolmap():
+    modules = _modules()
+    found = {n for n, p in modules.items() if _imports(n, p, modules)[1] and n.split(".")[0] not in ADAPTER}
+    assert not found, f"pycolmap imported outside lightsfm.colmap (move the calls into the adapter): {sorted(found)}"

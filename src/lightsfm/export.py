@@ -24,16 +24,19 @@ import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import cv2  # noqa: F401  (before pycolmap: see lightsfm/__init__.py)
 import numpy as np
-import pycolmap
 from PIL import Image
 
-from . import mapping
+from . import colmap, mapping
 from .errors import LightsfmError
 from .evaluate import Pose, write_poses
 from .io import atomic_write_text, check_written
+from .workspace import Workspace
+
+if TYPE_CHECKING:
+    import pycolmap
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +92,7 @@ def undistort(rec: pycolmap.Reconstruction, image_dir: Path, work: Path) -> pyco
         raise LightsfmError("the model has no registered image to export")
     inputs = work / "inputs"
     skipped = upright_inputs(Path(image_dir), names, inputs)
-    rec = pycolmap.Reconstruction(rec)
+    rec = colmap.copy_model(rec)
     for im in rec.images.values():
         if im.name in skipped and im.has_pose:
             rec.deregister_frame(im.frame_id)
@@ -99,17 +102,15 @@ def undistort(rec: pycolmap.Reconstruction, image_dir: Path, work: Path) -> pyco
     model = work / "model"
     model.mkdir(parents=True)
     rec.write_binary(model)
-    opts = pycolmap.UndistortCameraOptions()  # max_image_size -1: full resolution
-    pycolmap.undistort_images(work / "undistorted", model, inputs, image_names=names, undistort_options=opts)
-    out = pycolmap.Reconstruction(work / "undistorted" / "sparse")
+    colmap.mvs.undistort_images(work / "undistorted", model, inputs, names)  # at full resolution
+    out = colmap.read_model(work / "undistorted" / "sparse")
     check_written([work / "undistorted" / "images" / n for n in names])
     shutil.rmtree(inputs)
     for cam in out.cameras.values():
         # COLMAP leaves a SIMPLE_PINHOLE camera as it is; 3DGS loaders expect PINHOLE (fx, fy, cx, cy)
         if cam.model_name == "SIMPLE_PINHOLE":
             f, cx, cy = cam.params
-            cam.model = pycolmap.CameraModelId.PINHOLE
-            cam.params = [f, f, cx, cy]
+            colmap.set_model(cam, "PINHOLE", [f, f, cx, cy])
         elif cam.model_name != "PINHOLE":
             raise LightsfmError(f"camera {cam.camera_id}: undistorted to {cam.model_name}, not PINHOLE")
     return out
@@ -264,11 +265,12 @@ def main(output: Path, fmt: str, destination: Path | None = None, downscales: Se
     if fmt not in FORMATS:
         raise LightsfmError(f"unknown export format {fmt!r}; one of {', '.join(FORMATS)}")
     output = Path(output)
+    ws = Workspace(output)
     models = mapping.load_models(output)
     if not models:
         raise LightsfmError(f"{output}: no model under sparse/; run `lightsfm reconstruct` first")
-    dest = Path(destination) if destination else output / "export" / fmt
-    summary = json.loads((output / "summary.json").read_text())
+    dest = Path(destination) if destination else ws.export / fmt
+    summary = ws.summary()
     if fmt in ("colmap-txt", "colmap-bin", "ply"):
         for k, rec in enumerate(models):
             d = dest / str(k)
@@ -281,9 +283,9 @@ def main(output: Path, fmt: str, destination: Path | None = None, downscales: Se
                 rec.export_PLY(d / "points.ply")
         return dest
     if fmt == "nerfstudio":
-        return to_nerfstudio(models[0], Path(summary["image_dir"]), dest, downscales)
+        return to_nerfstudio(models[0], ws.image_dir(), dest, downscales)
     if fmt == "3dgs":
-        return to_3dgs(models[0], Path(summary["image_dir"]), dest, downscales)
+        return to_3dgs(models[0], ws.image_dir(), dest, downscales)
     from .imc import poses_from_models
 
     names = summary["image_names"] + list(summary["skipped"])

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from ..evaluate import Pose
 from . import bundle, mvs
-from .cameras import CAMERA_MODELS, CAMERA_MODES, group_cameras, is_camera_model, make_camera
+from .cameras import CAMERA_MODELS, CAMERA_MODES, group_cameras, is_camera_model, make_camera, set_model
 from .database import (
     create_database,
     estimate_two_view_geometry,
@@ -48,6 +48,7 @@ __all__ = [
     "bundle",
     "camera_poses",
     "colorize",
+    "copy_model",
     "create_database",
     "estimate_two_view_geometry",
     "global_mapping",
@@ -63,6 +64,7 @@ __all__ = [
     "poses_from_models",
     "read_model",
     "reregister",
+    "set_model",
     "set_verbose",
     "summary",
     "transaction",
@@ -222,6 +224,11 @@ def summary(rec: pycolmap.Reconstruction) -> dict[str, float]:
 def read_model(folder: Path) -> pycolmap.Reconstruction:
     """A COLMAP model (binary or text) from ``folder``; ValueError when it holds none."""
     return pycolmap.Reconstruction(Path(folder))
+
+
+def copy_model(rec: pycolmap.Reconstruction) -> pycolmap.Reconstruction:
+    """A copy of ``rec`` that can be changed without changing ``rec``."""
+    return pycolmap.Reconstruction(rec)
 
 
 def camera_poses(rec: pycolmap.Reconstruction) -> dict[str, tuple[np.ndarray, np.ndarray]]:

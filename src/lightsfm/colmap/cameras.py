@@ -17,6 +17,12 @@ def is_camera_model(name: str) -> bool:
     return name in pycolmap.CameraModelId.__members__ and name != "INVALID"
 
 
+def set_model(camera: pycolmap.Camera, name: str, params: list[float]) -> None:
+    """Gives ``camera`` the COLMAP model ``name`` (e.g. PINHOLE) with these parameters."""
+    camera.model = pycolmap.CameraModelId.__members__[name]
+    camera.params = params
+
+
 def group_cameras(infos: list[ImageInfo], mode: str = "auto") -> list[list[int]]:
     """Indices of ``infos`` that share one camera.
 
