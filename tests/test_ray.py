@@ -293,3 +293,12 @@ def test_a_dead_cluster_is_one_line_naming_the_address(tmp_path):
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: Ray cluster") and dead in lines[0], result.output
+
+
+def test_the_local_executor_imports_no_ray():
+    code = (
+        "import sys; from lightsfm import cli, executor, pipeline; executor.from_conf(None); "
+        "print('ray' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
