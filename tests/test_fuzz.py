@@ -119,7 +119,7 @@ def test_good_photos_reconstruct_among_broken_files(corpus, tmp_path):
     broken = {printable(n) for n in sample if cases[n].expect == "skipped"}
     assert len(broken) >= 30 and len(sample) - len(broken) >= 10
     # fast: 512 keypoints, no turn detection, no LightGlue
-    conf = {"features": {"max_keypoints": 512, "upright": False}, "matching": {"model": "mnn"}}
+    conf = {"features": {"max_keypoints": 512, "upright": False}, "matching": {"name": "mnn"}}
     result = pipeline.reconstruct(images, tmp_path / "out", conf)
     assert broken <= set(result.skipped), broken - set(result.skipped)
     # (the odd photos are views of the castle: they may make a model of their own)

@@ -227,7 +227,8 @@ def test_sigkill_during_the_second_imc_scene_then_resume(tmp_path):
     # the finished scene is not redone: its files untouched, nothing extracted, matched, verified or mapped
     assert {f: f.stat().st_mtime_ns for f in done} == mtimes
     timings = json.loads((first / "summary.json").read_text())["timings_s"]
-    assert timings["extract"] == timings["match"] == 0.0 and "verify" not in timings and "map" not in timings
+    # (a few ms of bookkeeping: opening the files to see that every item is done)
+    assert timings["extract"] < 0.5 and timings["match"] < 0.5 and "verify" not in timings and "map" not in timings
     assert not list(out.rglob("*.tmp")) and not list(out.rglob("sparse.*"))
     # the same submission as the run that was never interrupted: same images registered, same poses
     a, b = read_poses(ref / "submission.csv"), read_poses(out / "submission.csv")
