@@ -3,16 +3,33 @@ every pair above ``threshold`` plus at least the ``topk`` most similar per image
 
 Backends: ``dinov2`` (needs a checkpoint, see :mod:`.dinov2`) and ``vlad`` (weight-free,
 see :mod:`.vlad`). ``auto`` takes DINOv2 when its weights are found, else VLAD.
+
+A global descriptor ranks an image's partners well but cannot say how many it has: on
+../shared/data's large scenes an image has 4 to 45 verified partners, so no top-k fits
+all. The cheap match check (on by default) says it. A pair is checked by matching the
+``check_keypoints`` strongest of the features already extracted (mutual nearest
+neighbours, a quick RANSAC: a few ms, ~20× cheaper than the real match); it passes with
+``check_min_inliers`` inliers. Checked first: each image's ``check_candidates`` most
+similar images; then, for ``check_rounds`` rounds, the images that share the most passed
+partners with it (two hops in the graph of passed pairs, up to ``check_candidates`` per
+image and round; ties by similarity): overlap is transitive where a global descriptor is
+not. Every pair that passed is asked for, and each image's ``topk`` are its partners with
+the most check inliers, then the most similar. Measured with
+``benchmarks/retrieval_recall.py`` (``benchmarks/results/2026-11-30-retrieval-recall.txt``).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..matchers.base import quick_inliers
+from ..matchers.mnn import MutualNNMatcher
+from ..store import FeatureReader
 from . import dinov2, vlad
 
 logger = logging.getLogger(__name__)
@@ -23,39 +40,149 @@ default_conf: dict[str, Any] = {
     "dinov2_weights": None,
     "topk": 10,
     "similarity_threshold": 0.9,
+    # The cheap match check (0 candidates: off, the top-k by similarity alone).
+    "check_candidates": 10,
+    "check_rounds": 3,
+    "check_keypoints": 1024,
+    "check_min_inliers": 8,
 }
+CHECK_THRESHOLD = 1.0  # RANSAC threshold, in pixels of the extraction size (the hybrid's quick check)
+
+
+def checking(conf: dict[str, Any]) -> bool:
+    """Does the cheap match check run?"""
+    c = {**default_conf, **conf}
+    return c["check_candidates"] > 0 and c["check_keypoints"] > 0
 
 
 def conf_tag(conf: dict[str, Any]) -> str:
     c = {**default_conf, **conf}
-    return f"retrieval-{c['global_descriptor']}-k{c['topk']}-s{c['similarity_threshold']:g}"
+    tag = f"retrieval-{c['global_descriptor']}-k{c['topk']}-s{c['similarity_threshold']:g}"
+    if checking(c):
+        tag += f"-c{c['check_candidates']}r{c['check_rounds']}n{c['check_keypoints']}i{c['check_min_inliers']}"
+    return tag
 
 
-def pairs_from_similarity(names: list[str], sim: np.ndarray, topk: int, threshold: float) -> list[tuple[str, str]]:
-    """Unordered pairs: each image's ``topk`` best neighbours, and every pair with sim > threshold."""
+def pairs_from_similarity(
+    names: list[str],
+    sim: np.ndarray,
+    topk: int,
+    threshold: float,
+    inliers: np.ndarray | None = None,
+    min_inliers: int = 0,
+) -> list[tuple[str, str]]:
+    """Unordered pairs: each image's ``topk`` best neighbours, and every pair with sim > threshold.
+
+    With ``inliers`` (the cheap check's count per pair, -1 where unchecked), also every pair
+    with at least ``min_inliers`` of them, and the best neighbours are those with the most
+    inliers, then the most similar.
+    """
     n = len(names)
     sim = sim.copy()
     np.fill_diagonal(sim, -np.inf)
     keep = sim > threshold
+    score = sim
+    if inliers is not None:
+        keep |= inliers >= min_inliers
+        # inliers first; similarity ∈ [-1, 1] only breaks ties (it moves a score by < 1)
+        score = inliers + (np.clip(sim, -1, 1) + 1) / 4
+        np.fill_diagonal(score, -np.inf)
     k = min(topk, n - 1)
     if k > 0:
-        nn = np.argsort(-sim, axis=1)[:, :k]
+        nn = np.argsort(-score, axis=1, kind="stable")[:, :k]
         keep[np.repeat(np.arange(n), k), nn.ravel()] = True
     keep |= keep.T
     i, j = np.nonzero(np.triu(keep, 1))
     return sorted((min(names[a], names[b]), max(names[a], names[b])) for a, b in zip(i, j, strict=True))
 
 
-def main(
+def _top(score: np.ndarray, count: int) -> list[tuple[int, int]]:
+    """Index pairs (i < j): j among the ``count`` best of row i (above -inf) or i among j's."""
+    n = len(score)
+    k = min(count, n - 1)
+    if k <= 0:
+        return []
+    nn = np.argsort(-score, axis=1, kind="stable")[:, :k]
+    rows = np.repeat(np.arange(n), k)
+    ok = np.isfinite(score[rows, nn.ravel()])
+    return sorted({(min(i, j), max(i, j)) for i, j in zip(rows[ok].tolist(), nn.ravel()[ok].tolist(), strict=True)})
+
+
+def two_hop(n: int, passed: set[tuple[int, int]], checked: set[tuple[int, int]]) -> np.ndarray:
+    """(n, n): for each unchecked pair, how many partners that passed the check its two images share."""
+    partners: list[list[int]] = [[] for _ in range(n)]
+    for i, j in passed:
+        partners[i].append(j)
+        partners[j].append(i)
+    common = np.zeros((n, n), np.int32)
+    for mid in partners:  # each image links every two of its partners
+        if len(mid) > 1:
+            idx = np.array(mid)
+            common[np.ix_(idx, idx)] += 1
+    np.fill_diagonal(common, 0)
+    if checked:
+        i, j = np.array(sorted(checked)).T
+        common[i, j] = common[j, i] = 0
+    return common
+
+
+class CheapCheck:
+    """The cheap match check over the images of a features file: each image's ``num_keypoints``
+    strongest keypoints, mutual nearest neighbours (the hybrid's first matcher), a quick RANSAC."""
+
+    def __init__(self, feature_file: Path, names: list[str], num_keypoints: int, device: str = "cpu") -> None:
+        self.matcher = MutualNNMatcher({}, device)
+        self.subset: list[dict[str, Any]] = []
+        with FeatureReader(feature_file, size=1) as feats:  # one image at a time; only the subsets are kept
+            for name in names:
+                f = feats[name]
+                order = np.argsort(-f["scores"], kind="stable")[:num_keypoints]
+                self.subset.append(
+                    {"keypoints": f["keypoints"][order], "descriptors": f["descriptors"][order], "scale": f["scale"]}
+                )
+
+    def __call__(self, i: int, j: int) -> int:
+        f0, f1 = self.subset[i], self.subset[j]
+        m0 = self.matcher(f0, f1)["matches0"]
+        return quick_inliers(f0, f1, m0, CHECK_THRESHOLD) if (m0 > -1).sum() >= 8 else 0
+
+
+def checked_inliers(sim: np.ndarray, check: CheapCheck, candidates: int, rounds: int, min_inliers: int) -> np.ndarray:
+    """(n, n) check inliers, -1 where unchecked: each image's ``candidates`` most similar, then
+    ``rounds`` rounds of two-hop candidates (most shared passed partners first, then similarity)."""
+    n = len(sim)
+    inliers = np.full((n, n), -1, np.int32)
+    sim = np.clip(sim, -1, 1)
+    score = sim.copy()
+    np.fill_diagonal(score, -np.inf)
+    todo = _top(score, candidates)
+    checked: set[tuple[int, int]] = set()
+    passed: set[tuple[int, int]] = set()
+    for r in range(rounds + 1):
+        for i, j in todo:
+            inliers[i, j] = inliers[j, i] = check(i, j)
+            checked.add((i, j))
+            if inliers[i, j] >= min_inliers:
+                passed.add((i, j))
+        if r == rounds:
+            break
+        common = two_hop(n, passed, checked)
+        score = np.where(common > 0, common + (sim + 1) / 4, -np.inf)
+        todo = _top(score, candidates)
+        if not todo:
+            break
+    return inliers
+
+
+def global_descriptors(
     names: list[str],
     output: Path,
-    conf: dict[str, Any] | None = None,
+    conf: dict[str, Any],
     image_dir: Path | None = None,
     feature_file: Path | None = None,
     device: str = "cpu",
-) -> list[tuple[str, str]]:
-    """Retrieval pairs of ``names``; computes (or reuses) ``global-<backend>.h5`` in ``output``."""
-    conf = {**default_conf, **(conf or {})}
+) -> np.ndarray:
+    """L2-normalised global descriptors (len(names), D) of the configured backend."""
     backend = conf["global_descriptor"]
     if backend == "auto":
         if dinov2.find_weights(conf["dinov2_model"], conf["dinov2_weights"]) is not None:
@@ -68,12 +195,44 @@ def main(
     if backend == "dinov2":
         if image_dir is None:
             raise ValueError("DINOv2 retrieval needs the image folder")
-        desc = dinov2.main(names, image_dir, output, conf["dinov2_model"], conf["dinov2_weights"], device)
-    elif backend == "vlad":
+        return dinov2.main(names, image_dir, output, conf["dinov2_model"], conf["dinov2_weights"], device)
+    if backend == "vlad":
         if feature_file is None:
             raise ValueError("VLAD retrieval needs the local features file")
-        desc = vlad.main(names, feature_file)
-    else:
-        raise ValueError(f"unknown global descriptor {backend!r} (auto, dinov2, vlad)")
+        return vlad.main(names, feature_file)
+    raise ValueError(f"unknown global descriptor {backend!r} (auto, dinov2, vlad)")
+
+
+def main(
+    names: list[str],
+    output: Path,
+    conf: dict[str, Any] | None = None,
+    image_dir: Path | None = None,
+    feature_file: Path | None = None,
+    device: str = "cpu",
+) -> list[tuple[str, str]]:
+    """Retrieval pairs of ``names``; computes (or reuses) ``global-<backend>.h5`` in ``output``.
+
+    The cheap match check needs ``feature_file``; without it, the top-k by similarity alone.
+    """
+    conf = {**default_conf, **(conf or {})}
+    desc = global_descriptors(names, output, conf, image_dir, feature_file, device)
     sim = desc @ desc.T
-    return pairs_from_similarity(names, sim, conf["topk"], conf["similarity_threshold"])
+    if not checking(conf) or feature_file is None:
+        return pairs_from_similarity(names, sim, conf["topk"], conf["similarity_threshold"])
+    t = time.perf_counter()
+    check = CheapCheck(feature_file, names, conf["check_keypoints"], device)
+    inliers = checked_inliers(sim, check, conf["check_candidates"], conf["check_rounds"], conf["check_min_inliers"])
+    pairs = pairs_from_similarity(
+        names, sim, conf["topk"], conf["similarity_threshold"], inliers, conf["check_min_inliers"]
+    )
+    upper = inliers[np.triu_indices(len(names), 1)]
+    logger.info(
+        "retrieval: %d pairs checked in %.1f s, %d with >= %d inliers; %d pairs",
+        int((upper > -1).sum()),
+        time.perf_counter() - t,
+        int((upper >= conf["check_min_inliers"]).sum()),
+        conf["check_min_inliers"],
+        len(pairs),
+    )
+    return pairs

@@ -2,7 +2,9 @@
 
 The visual vocabulary is learnt on the scene itself (k-means on a sample of its local
 descriptors), so nothing is downloaded or shipped. Residuals are intra-normalised and
-power-normalised (Arandjelović & Zisserman, "All about VLAD", CVPR 2013).
+power-normalised (Arandjelović & Zisserman, "All about VLAD", CVPR 2013). The features
+file is read one image at a time (twice: the sample, then the descriptors), so memory
+does not grow with the number of images beyond the sample and the VLAD vectors.
 """
 
 from __future__ import annotations
@@ -37,20 +39,30 @@ def vlad(desc: np.ndarray, centers: np.ndarray) -> np.ndarray:
     return v / max(np.linalg.norm(v), 1e-12)
 
 
-def vocabulary(descs: list[np.ndarray], num_words: int = NUM_WORDS) -> np.ndarray:
-    """Visual words (K, D) learnt from a seeded sample of each image's local descriptors."""
-    rng = np.random.default_rng(0)
-    sample = np.concatenate([d[rng.permutation(len(d))[:SAMPLE_PER_IMAGE]] for d in descs]).astype(np.float32)
+def _sample(desc: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return desc[rng.permutation(len(desc))[:SAMPLE_PER_IMAGE]].astype(np.float32)
+
+
+def _words(sample: np.ndarray, num_words: int) -> np.ndarray:
     return _kmeans(sample, int(min(num_words, max(2, len(sample) // 20))))
 
 
+def vocabulary(descs: list[np.ndarray], num_words: int = NUM_WORDS) -> np.ndarray:
+    """Visual words (K, D) learnt from a seeded sample of each image's local descriptors."""
+    rng = np.random.default_rng(0)
+    return _words(np.concatenate([_sample(d, rng) for d in descs]), num_words)
+
+
+def _read(f: h5py.File, name: str) -> np.ndarray:
+    g = f[name_to_key(name)]
+    d = g["descriptors"][()].astype(np.float32)
+    return d[np.argsort(-g["scores"][()])]  # strongest first
+
+
 def main(names: list[str], feature_file: str, num_words: int = NUM_WORDS) -> np.ndarray:
-    """VLAD descriptors (len(names), K·D) of the images, in the order of ``names``."""
-    descs = []
+    """VLAD descriptors (len(names), K·D) of the images, in the order of ``names``
+    (the same as ``vocabulary`` and ``vlad`` over all of them, one image in memory at a time)."""
+    rng = np.random.default_rng(0)
     with h5py.File(feature_file, "r") as f:
-        for n in names:
-            d = f[name_to_key(n)]["descriptors"][()].astype(np.float32)
-            scores = f[name_to_key(n)]["scores"][()]
-            descs.append(d[np.argsort(-scores)])  # strongest first
-    centers = vocabulary(descs, num_words)
-    return np.stack([vlad(d, centers) for d in descs])
+        centers = _words(np.concatenate([_sample(_read(f, n), rng) for n in names]), num_words)
+        return np.stack([vlad(_read(f, n), centers) for n in names])
