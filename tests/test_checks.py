@@ -130,6 +130,10 @@ def test_the_cli_warns_and_exits_4_on_a_folded_model(temple_run, tmp_path):
         timeout=600,
     )
     assert r.returncode == 4, r.stderr
-    assert "warning: this model may be folded" in r.stdout and "templeSR0008.png" in r.stdout
     summary = json.loads((work / "summary.json").read_text())
     assert summary["suspect"] and "may be folded" in summary["warning"]
+    # the warning names the photos of the pairs the model contradicts (and any it misplaced)
+    found = mapping.read_mapper(work)["checks"]["global"]
+    named = {n for a, b, *_ in found["contradicted"][:5] for n in (a, b)} | set(found["misplaced"][:10])
+    assert "warning: this model may be folded" in r.stdout and named
+    assert all(name in r.stdout for name in named), (named, r.stdout)

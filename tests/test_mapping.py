@@ -69,3 +69,25 @@ def test_summary_says_which_mapper_was_kept(tmp_path):
     mapper = {"method": "auto", "kept": "incremental", "observations": {"incremental": 6699}}
     result = pipeline.Result(tmp_path, [], 16, stats={"pairs": 34, "image_names": [], "mapper": mapper})
     assert "mapper:" not in pipeline.format_summary(result)
+
+
+def test_a_focal_guess_far_off_maps_again_from_the_focal_found(database, tmp_path):
+    """The temple has no EXIF: its camera starts at 1.2 × 640 px, the first model finds about
+    twice that, and the scene is mapped once more from it, on a copy of the database."""
+    before = colmap.focal_lengths(database)
+    ((guess, prior),) = before.values()
+    assert guess == 768 and not prior
+    models = mapping.main(database, TEMPLE_IMAGES, tmp_path / "again", {})
+    info = mapping.read_mapper(tmp_path / "again")
+    ((first, found),) = info["refocused"].values()
+    assert first == 768 and 1400 < found < 1700
+    assert info["first_pass"]["registered"] == 16 and models[0].num_reg_images() == 16
+    assert 1400 < next(iter(models[0].cameras.values())).mean_focal_length() < 1700
+    # the verified database is left as it was, and no copy is left behind
+    assert colmap.focal_lengths(database) == before
+    assert not list((tmp_path / "again").glob("*.db"))
+    # off, or a guess already close: one pass
+    mapping.main(database, TEMPLE_IMAGES, tmp_path / "once", {"refocus_above": 0})
+    assert mapping.read_mapper(tmp_path / "once")["refocused"] == {}
+    mapping.main(database, TEMPLE_IMAGES, tmp_path / "close", {"refocus_above": 1.5})
+    assert mapping.read_mapper(tmp_path / "close")["first_pass"] is None

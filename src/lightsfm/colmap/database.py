@@ -147,3 +147,31 @@ def matches_and_inliers(database: Path) -> dict[tuple[str, str], tuple[np.ndarra
     finally:
         db.close()
     return out
+
+
+def focal_lengths(database: Path) -> dict[int, tuple[float, bool]]:
+    """Each camera's focal length in the database and whether it is a prior (EXIF or given)."""
+    db = pycolmap.Database.open(database)
+    try:
+        cameras = db.read_all_cameras()
+        return {c.camera_id: (float(c.mean_focal_length()), bool(c.has_prior_focal_length)) for c in cameras}
+    finally:
+        db.close()
+
+
+def set_focal_lengths(database: Path, focals: dict[int, tuple[float, bool]]) -> None:
+    """Sets these cameras' focal lengths and whether each is a prior (camera id → (focal,
+    prior)), in one transaction: what ``focal_lengths`` reads."""
+    db = pycolmap.Database.open(database)
+    try:
+        with pycolmap.DatabaseTransaction(db):
+            for cam in db.read_all_cameras():
+                if cam.camera_id in focals:
+                    params = np.array(cam.params, dtype=np.float64)
+                    focal, prior = focals[cam.camera_id]
+                    params[list(cam.focal_length_idxs())] = focal
+                    cam.params = params
+                    cam.has_prior_focal_length = prior
+                    db.update_camera(cam)
+    finally:
+        db.close()
