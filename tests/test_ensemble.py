@@ -20,9 +20,8 @@ def test_aliked_and_disk_merge_into_one_model(tmp_path):
     for n in NAMES:
         (images / n).symlink_to(FOUNTAIN / n)
     conf = config.load(
-        "ensemble",
         overrides={
-            "features": {"max_keypoints": 512, "resize_max": 320, "upright": False},
+            "features": {"ensemble": "disk", "max_keypoints": 512, "resize_max": 320, "upright": False},
             "mapping": {"init_min_tri_angle": 4.0},
         },
     )

@@ -138,7 +138,11 @@ class CheapCheck:
                 f = feats[name]
                 order = np.argsort(-f["scores"], kind="stable")[:num_keypoints]
                 self.subset.append(
-                    {"keypoints": f["keypoints"][order], "descriptors": f["descriptors"][order], "scale": f["scale"]}
+                    {  # float32 once here, not for each of the image's pairs
+                        "keypoints": f["keypoints"][order],
+                        "descriptors": f["descriptors"][order].astype(np.float32),
+                        "scale": f["scale"],
+                    }
                 )
 
     def __call__(self, i: int, j: int) -> int:
