@@ -50,7 +50,7 @@ def defaults() -> dict[str, Any]:
 # Measured on ../shared/data with benchmarks/benchmark.py (README, "Presets").
 PRESETS: dict[str, dict[str, Any]] = {
     # ALIKED (2048 keypoints), mutual nearest neighbours on every pair, LightGlue on the weak
-    # pairs of images that have fewer than 2 strong ones (matching.hybrid).
+    # pairs of images that have fewer than 4 strong ones (matching.hybrid).
     "default": {},
     # Mutual nearest neighbours only: no LightGlue.
     "fast": {"matching": {"name": "mnn"}},
