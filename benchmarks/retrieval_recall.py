@@ -176,6 +176,15 @@ def evaluate(
     return rows
 
 
+def nested_update(base: dict, update: dict) -> None:
+    """Merges ``update`` into ``base`` in place, section by section."""
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            nested_update(base[key], value)
+        else:
+            base[key] = value
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -190,8 +199,8 @@ def main() -> None:
     args = ap.parse_args()
     pycolmap.logging.minloglevel = 2
     overrides: dict = {}
-    for text in args.set:
-        overrides = config.merge(overrides, config.parse_assignment(text))
+    for text in args.set:  # (config.load checks every key)
+        nested_update(overrides, config.parse_assignment(text))
     conf = config.load(overrides=overrides)
     lists = imc.read_scene_lists(args.data / "train_labels.csv")
     results, lines = [], []

@@ -77,6 +77,15 @@ Path(args["result"]).write_text(json.dumps(out))
 """
 
 
+def nested_update(base: dict, update: dict) -> None:
+    """Merges ``update`` into ``base`` in place, section by section."""
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            nested_update(base[key], value)
+        else:
+            base[key] = value
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -94,8 +103,8 @@ def main() -> None:
     from lightsfm import evaluate as ev
 
     overrides: dict = {"mapping": {"max_num_models": 16}}
-    for text in args.set:
-        overrides = config.merge(overrides, config.parse_assignment(text))
+    for text in args.set:  # (config.load checks every key)
+        nested_update(overrides, config.parse_assignment(text))
     labels = args.data / "train_labels.csv"
     gt_all = ev.read_poses(labels)
     th_file = args.data / "thresholds.csv"
