@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import pycolmap
 
+from lightsfm.checks import sampson_px
+
 ROOT = Path(__file__).resolve().parents[1]
 GT_PX = 4.0
 
@@ -115,10 +117,6 @@ def loop_inconsistent_pairs(
     }
 
 
-def skew(t: np.ndarray) -> np.ndarray:
-    return np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
-
-
 def scene_runs(path: Path) -> list[Path]:
     if (path / "database.db").exists():
         return [path]
@@ -149,17 +147,10 @@ def analyse(run: Path, references: list[Path], settings: list[tuple[float, int]]
             pairs[(a, b)] = (m, g.F, 1.0)
             if a not in by_name or b not in by_name:
                 continue
-            rel = by_name[b].cam_from_world() * by_name[a].cam_from_world().inverse()
-            R = np.asarray(rel.rotation.matrix())
-            E = skew(np.asarray(rel.translation)) @ R
-            ca, cb = cams.get(a, cam0), cams.get(b, cam0)
-            x1 = np.c_[np.asarray(ca.cam_from_img(kpts[a][m[:, 0]])), np.ones(len(m))]
-            x2 = np.c_[np.asarray(cb.cam_from_img(kpts[b][m[:, 1]])), np.ones(len(m))]
-            Ex1, Etx2 = x1 @ E.T, x2 @ E
-            err = np.abs(np.sum(x2 * Ex1, 1)) / np.sqrt(
-                Ex1[:, 0] ** 2 + Ex1[:, 1] ** 2 + Etx2[:, 0] ** 2 + Etx2[:, 1] ** 2
-            )
-            err *= 0.5 * (ca.mean_focal_length() + cb.mean_focal_length())
+            ca, cb = cams[a], cams[b]
+            x1 = np.asarray(ca.cam_from_img(kpts[a][m[:, 0]]), np.float64)
+            x2 = np.asarray(cb.cam_from_img(kpts[b][m[:, 1]]), np.float64)
+            err = sampson_px(rec, by_name[a].image_id, by_name[b].image_id, x1, x2)
             if np.mean(err < GT_PX) < 0.5:
                 wrong.add((a, b))
     # the RANSAC threshold in pixels of the original images (verify: threshold × extraction scale)

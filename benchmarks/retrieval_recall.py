@@ -39,6 +39,7 @@ import cv2  # noqa: F401  (before torch: OpenCV's and torch's OpenMP)
 import h5py
 import numpy as np
 import pycolmap
+from benchmark import parse_set
 
 from lightsfm import colmap, config, extract, imc, match, orientation, pairs, verify
 from lightsfm.checks import sampson_px
@@ -176,15 +177,6 @@ def evaluate(
     return rows
 
 
-def nested_update(base: dict, update: dict) -> None:
-    """Merges ``update`` into ``base`` in place, section by section."""
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            nested_update(base[key], value)
-        else:
-            base[key] = value
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -198,10 +190,7 @@ def main() -> None:
     ap.add_argument("--txt", type=Path)
     args = ap.parse_args()
     pycolmap.logging.minloglevel = 2
-    overrides: dict = {}
-    for text in args.set:  # (config.load checks every key)
-        nested_update(overrides, config.parse_assignment(text))
-    conf = config.load(overrides=overrides)
+    conf = config.load(overrides=parse_set(args.set))
     lists = imc.read_scene_lists(args.data / "train_labels.csv")
     results, lines = [], []
 

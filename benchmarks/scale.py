@@ -77,15 +77,6 @@ Path(args["result"]).write_text(json.dumps(out))
 """
 
 
-def nested_update(base: dict, update: dict) -> None:
-    """Merges ``update`` into ``base`` in place, section by section."""
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            nested_update(base[key], value)
-        else:
-            base[key] = value
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -98,13 +89,12 @@ def main() -> None:
     args = ap.parse_args()
 
     import numpy as np
+    from benchmark import parse_set  # (benchmarks/benchmark.py, beside this script)
 
-    from lightsfm import config, imc
     from lightsfm import evaluate as ev
+    from lightsfm import imc
 
-    overrides: dict = {"mapping": {"max_num_models": 16}}
-    for text in args.set:  # (config.load checks every key)
-        nested_update(overrides, config.parse_assignment(text))
+    overrides = parse_set(["mapping.max_num_models=16", *args.set])  # a later --set wins
     labels = args.data / "train_labels.csv"
     gt_all = ev.read_poses(labels)
     th_file = args.data / "thresholds.csv"
