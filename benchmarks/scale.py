@@ -2,7 +2,7 @@
 
     python benchmarks/scale.py [--data ../shared/data] [--out outputs/scale]
         [--sizes 25 50 100 200 309] [--seed 0] [--alone RESULTS.json] [--set section.key=value ...]
-        [--json FILE]
+        [--json FILE] [--scenes DATASET/SCENE ...]
 
 What a careless user does: all photos of all scenes in one folder (symlinks named
 ``<dataset>__<scene>__<photo>``), shuffled with the seed; the subset of size n is the first
@@ -86,6 +86,7 @@ def main() -> None:
     ap.add_argument("--alone", type=Path, help="a benchmark.py JSON: each scene's mAA reconstructed alone")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--scenes", nargs="+", metavar="DATASET/SCENE", help="only these scenes' photos")
     args = ap.parse_args()
 
     import numpy as np
@@ -101,6 +102,8 @@ def main() -> None:
     ths_all = ev.read_thresholds(th_file) if th_file.exists() else {}
     photos = []  # (mixed name, (dataset, scene), label path)
     for (ds, sc), paths in sorted(imc.read_scene_lists(labels).items()):
+        if args.scenes and f"{ds}/{sc}" not in args.scenes:
+            continue
         photos += [(f"{ds}__{sc}__{Path(p).name}", (ds, sc), p) for p in paths]
     random.Random(args.seed).shuffle(photos)
     images = args.out / "images"

@@ -49,3 +49,30 @@ def test_database_holds_cameras_rigs_frames_images_keypoints(tmp_path):
     assert np.allclose(db.read_keypoints(ids["a.png"])[:, :2], kp["a.png"] + 0.5)
     assert db.num_inlier_matches() == 1
     db.close()
+
+
+def test_split_cameras_gives_unlinked_groups_their_own_camera(tmp_path):
+    # six EXIF-less photos of one size share one camera; two unlinked groups then split it
+    infos = [ImageInfo(f"{k}.png", 640, 480) for k in "abcdef"]
+    kp = {i.name: np.zeros((4, 2), np.float32) for i in infos}
+    db, ids = colmap.create_database(tmp_path / "db.db", infos, kp)
+    links = [(ids["a.png"], ids["b.png"]), (ids["b.png"], ids["c.png"]), (ids["d.png"], ids["e.png"])]
+    made = colmap.split_cameras(db, links)
+    db.close()
+    db = pycolmap.Database.open(tmp_path / "db.db")
+    camera_of = {im.name: im.camera_id for im in db.read_all_images()}
+    first = camera_of["a.png"]
+    # the largest group and the unlinked photo keep the camera; the other group gets a copy
+    assert camera_of["b.png"] == camera_of["c.png"] == camera_of["f.png"] == first
+    assert camera_of["d.png"] == camera_of["e.png"] != first
+    assert made == {camera_of["d.png"]: [first, ids["d.png"], ids["e.png"]]}
+    copy = db.read_camera(camera_of["d.png"])
+    assert copy.model_name == "SIMPLE_PINHOLE" and list(copy.params) == list(db.read_camera(first).params)
+    # COLMAP 4's rig and frame agree with the image (each frame names its camera as sensor)
+    assert db.num_cameras() == 2 and db.num_rigs() == 2 and db.num_frames() == 6
+    for frame in db.read_all_frames():
+        (data,) = frame.data_ids
+        image = db.read_image(data.id)
+        assert data.sensor_id.id == image.camera_id
+        assert db.read_rig(frame.rig_id).ref_sensor_id.id == image.camera_id
+    db.close()

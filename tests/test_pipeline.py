@@ -120,3 +120,23 @@ def test_principal_point_refined_towards_the_calibration(temple_run):
     (cam,) = rec.cameras.values()
     cx, cy = cam.principal_point_x, cam.principal_point_y
     assert np.hypot(cx - 302.32, cy - 246.87) < 0.5 * np.hypot(320 - 302.32, 240 - 246.87), (cx, cy)
+
+
+def test_two_object_rings_in_one_folder_get_a_camera_each(tmp_path):
+    # The temple's and the dino's photos are both 640×480 without EXIF: one camera by
+    # identity, but no photo of one links to the other, so each ring maps with its own.
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for scene in ("templeSparseRing", "dinoSparseRing"):
+        src = DATA / "middlebury" / scene / "images"
+        for name in sorted(os.listdir(src))[:6]:
+            (folder / name).symlink_to(src / name)
+    names = sorted(os.listdir(folder))
+    result = pipeline.reconstruct(folder, tmp_path / "out", {"mapping": {"max_num_models": 4}}, image_names=names)
+    with pycolmap.Database.open(tmp_path / "out" / "database.db") as db:
+        cameras = {im.name: im.camera_id for im in db.read_all_images()}
+    temple = {c for n, c in cameras.items() if n.startswith("temple")}
+    dino = {c for n, c in cameras.items() if n.startswith("dino")}
+    assert len(temple) == len(dino) == 1 and temple != dino
+    for rec in result.models:  # no model mixes the rings
+        assert len({im.name[:4] for im in rec.images.values() if im.has_pose}) == 1

@@ -242,16 +242,19 @@ def _registered(models: list[pycolmap.Reconstruction]) -> int:
 def _refocus(
     models: list[pycolmap.Reconstruction], guessed: dict[int, tuple[float, bool]], above: float
 ) -> dict[int, tuple[float, float]]:
-    """Cameras mapped without a focal prior whose focal length the largest model moved by
-    more than ``above`` (a share of the guess): camera id → (guess, found)."""
-    if not models or above <= 0:
+    """Cameras mapped without a focal prior whose focal length moved by more than ``above`` (a
+    share of the guess) in the model holding most of their photos: camera id → (guess, found)."""
+    if above <= 0:
         return {}
-    rec, out = models[0], {}
+    out = {}
     for cam_id, (guess, prior) in guessed.items():
-        if not prior and cam_id in rec.cameras:
-            found = float(rec.cameras[cam_id].mean_focal_length())
-            if abs(found / guess - 1) > above:
-                out[cam_id] = (guess, found)
+        holding = [m for m in models if cam_id in m.cameras]
+        if prior or not holding:
+            continue
+        rec = max(holding, key=lambda m: sum(im.camera_id == cam_id and im.has_pose for im in m.images.values()))
+        found = float(rec.cameras[cam_id].mean_focal_length())
+        if abs(found / guess - 1) > above:
+            out[cam_id] = (guess, found)
     return out
 
 

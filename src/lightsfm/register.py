@@ -100,6 +100,13 @@ def main(output: Path, new_dir: Path, overrides: dict[str, Any] | None = None) -
         pairs.write_pairs(pair_file, all_pairs)  # the next photos added pair against these too
         match_file = match.main(all_pairs, feature_file, ws.output, conf["matching"], device)
         vstats = verify.main(infos, all_pairs, feature_file, match_file, ws.database, conf["verify"])
+        moved = colmap.cameras_moved(ws.database, models[0])
+        if moved:
+            raise LightsfmError(
+                f"{ws.database}: the new photos put {moved[0]} (and {len(moved) - 1} more of the model's photos) "
+                "on another camera than the model's (photos of one size without EXIF that the new ones link "
+                "differently); run `lightsfm reconstruct` on all photos instead"
+            )
         options = colmap.mapper_options(conf["mapping"])
         if {i.camera_key for i in new_infos} <= {i.camera_key for i in old_infos}:
             # every new photo is on one of the model's cameras: its intrinsics stay fixed too

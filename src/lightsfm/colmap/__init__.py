@@ -32,12 +32,14 @@ from ..evaluate import Pose
 from . import bundle, mvs
 from .cameras import CAMERA_MODELS, CAMERA_MODES, group_cameras, is_camera_model, make_camera, set_model
 from .database import (
+    cameras_moved,
     create_database,
     estimate_two_view_geometry,
     focal_lengths,
     matches_and_inliers,
     num_images,
     set_focal_lengths,
+    split_cameras,
     transaction,
     two_view_geometry,
     two_view_options,
@@ -49,6 +51,7 @@ __all__ = [
     "CAMERA_MODES",
     "bundle",
     "camera_poses",
+    "cameras_moved",
     "colorize",
     "copy_model",
     "create_database",
@@ -68,6 +71,7 @@ __all__ = [
     "read_model",
     "reregister",
     "set_focal_lengths",
+    "split_cameras",
     "set_model",
     "set_verbose",
     "summary",

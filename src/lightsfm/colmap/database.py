@@ -175,3 +175,63 @@ def set_focal_lengths(database: Path, focals: dict[int, tuple[float, bool]]) -> 
                     db.update_camera(cam)
     finally:
         db.close()
+
+
+def _move_images(db: pycolmap.Database, images: list[pycolmap.Image], camera: pycolmap.Camera) -> None:
+    """Puts ``images`` (and their frames) on ``camera``, which is in ``db`` with a rig of its own
+    made here (COLMAP 4: a frame belongs to a rig, the rig names the camera)."""
+    rig = pycolmap.Rig()
+    rig.add_ref_sensor(camera.sensor_id)
+    rig_id = db.write_rig(rig)
+    for image in images:
+        image.camera_id = camera.camera_id
+        frame = db.read_frame(image.frame_id)  # (the frame first: COLMAP checks the image against it)
+        frame.rig_id = rig_id
+        frame.clear_data_ids()
+        frame.add_data_id(image.data_id)
+        db.update_frame(frame)
+        db.update_image(image)
+
+
+def split_cameras(db: pycolmap.Database, linked: list[tuple[int, int]]) -> dict[int, list[int]]:
+    """Gives each group of photos that share a camera but are not linked to each other (by
+    ``linked`` image-id pairs, directly or through other photos) a copy of that camera.
+
+    Photos of one size without EXIF share a camera, even when they come from different scenes
+    or cameras (two object rings in one folder); one scene's mapping would then move the
+    other's intrinsics. The largest group keeps the camera; photos linked to nothing stay on
+    it. Returns each new camera's id → the camera it was copied from and its image ids
+    ([source, image ids…])."""
+    parent: dict[int, int] = {}
+
+    def root(i: int) -> int:
+        parent.setdefault(i, i)
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b in linked:
+        parent[root(a)] = root(b)
+    groups: dict[int, dict[int, list[pycolmap.Image]]] = {}
+    for image in db.read_all_images():
+        if image.image_id in parent:
+            groups.setdefault(image.camera_id, {}).setdefault(root(image.image_id), []).append(image)
+    made: dict[int, list[int]] = {}
+    for camera_id, parts in sorted(groups.items()):
+        ordered = sorted(parts.values(), key=lambda p: (-len(p), min(i.image_id for i in p)))
+        for part in ordered[1:]:
+            if len(part) < 2:  # a photo linked only to other cameras' photos: nothing to move apart
+                continue
+            camera = db.read_camera(camera_id)
+            camera.camera_id = db.write_camera(camera)
+            _move_images(db, part, camera)
+            made[camera.camera_id] = [camera_id] + sorted(i.image_id for i in part)
+    return made
+
+
+def cameras_moved(database: Path, rec: pycolmap.Reconstruction) -> list[str]:
+    """The model's photos that the database puts on another camera than ``rec`` does."""
+    with pycolmap.Database.open(database) as db:
+        in_db = {im.name: im.camera_id for im in db.read_all_images()}
+    return sorted(im.name for im in rec.images.values() if in_db.get(im.name, im.camera_id) != im.camera_id)
