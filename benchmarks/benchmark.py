@@ -3,7 +3,7 @@
     python benchmarks/benchmark.py [--data ../shared/data] [--out outputs/benchmark]
                                    [--scene dataset/scene ...] [--preset default] [--set section.key=value ...]
                                    [--peers sift-shared,sift-global[,sift-per-image]] [--no-baseline]
-                                   [--before GIT-REV]
+                                   [--before GIT-REV] [--shuffle SEED]
 
 For each scene every pipeline starts from nothing (fresh output folders) in this one
 process: lightsfm at the chosen settings, then the SIFT peers, set up as a competent
@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import shutil
 import subprocess
 import sys
@@ -195,6 +196,12 @@ def main() -> None:
         help=f"comma-separated SIFT peers, of {', '.join(PEERS)} (default: the first two)",
     )
     ap.add_argument("--before", metavar="GIT-REV", help="also run lightsfm as of this commit, at its defaults")
+    ap.add_argument(
+        "--shuffle",
+        type=int,
+        metavar="SEED",
+        help="give lightsfm and its peers each scene's photos in this seeded order, not the labels' (not --before)",
+    )
     args = ap.parse_args()
     git = git_state()  # at the start: others may edit a shared working tree while this runs
     peers = [] if args.no_baseline else [p for p in args.peers.split(",") if p]
@@ -216,6 +223,8 @@ def main() -> None:
     for (ds, sc), paths in scenes.items():
         key = f"{ds}/{sc}"
         image_dir = Path(os.path.commonpath([str(Path(p).parent) for p in paths]))
+        if args.shuffle is not None:  # (the photo order sets image ids, and so the mappers' choices)
+            paths = random.Random(f"{args.shuffle}/{key}").sample(paths, len(paths))
         names = [Path(p).relative_to(image_dir).as_posix() for p in paths]
         gt, ths = gt_all[(ds, sc)], ths_all.get((ds, sc)) or ev.default_thresholds(ds, sc)
         row = {"scene": key, "images": len(names)}
@@ -266,6 +275,7 @@ def main() -> None:
             "overrides": parse_set(args.set),
             "conf": conf,
             "before": args.before,
+            "shuffle": args.shuffle,
             "peers": peers,
         },
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
