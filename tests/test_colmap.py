@@ -76,3 +76,29 @@ def test_split_cameras_gives_unlinked_groups_their_own_camera(tmp_path):
         assert data.sensor_id.id == image.camera_id
         assert db.read_rig(frame.rig_id).ref_sensor_id.id == image.camera_id
     db.close()
+
+
+def test_known_cameras_parse_group_and_check(tmp_path):
+    assert colmap.parse_camera("pinhole: 1520.4, 1525.9, 302.3, 246.9") == ("PINHOLE", (1520.4, 1525.9, 302.3, 246.9))
+    for bad, why in [
+        ("PINHOL:1,2,3,4", "COLMAP camera model"),
+        ("PINHOLE:1,2,3", r"PINHOLE takes 4 parameters \(fx, fy, cx, cy\), got 3"),
+        ("SIMPLE_PINHOLE:1,x,3", "numbers"),
+    ]:
+        with pytest.raises(ValueError, match=why):
+            colmap.parse_camera(bad)
+    f = tmp_path / "cameras.txt"
+    f.write_text("# left and right rig cameras\nleft_*  PINHOLE:500,500,320,240\n*  SIMPLE_PINHOLE:600,320,240\n")
+    infos = [ImageInfo("left_1.png", 640, 480), ImageInfo("right_1.png", 640, 480), ImageInfo("left_2.png", 640, 480)]
+    known = colmap.known_cameras(infos, None, f)
+    assert known["left_1.png"] == known["left_2.png"] == ("PINHOLE", (500.0, 500.0, 320.0, 240.0))
+    assert known["right_1.png"][0] == "SIMPLE_PINHOLE"
+    assert colmap.group_cameras(infos, "auto", known) == [[0, 2], [1]]
+    cam = colmap.make_camera(infos[0], "auto", known["left_1.png"])
+    assert cam.model_name == "PINHOLE" and list(cam.params) == [500, 500, 320, 240] and cam.has_prior_focal_length
+    # intrinsics of another image size: the principal point falls outside the photo
+    with pytest.raises(ValueError, match=r"left_1.png: .*principal point \(3200, 240\) lies outside the 640×480"):
+        colmap.known_cameras(infos, "PINHOLE:500,500,3200,240", None)
+    f.write_text("left_* PINHOLE:1,2\n")
+    with pytest.raises(ValueError, match=r"cameras.txt:1: 'PINHOLE:1,2': PINHOLE takes 4"):
+        colmap.known_cameras(infos, None, f)

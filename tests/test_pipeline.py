@@ -140,3 +140,21 @@ def test_two_object_rings_in_one_folder_get_a_camera_each(tmp_path):
     assert len(temple) == len(dino) == 1 and temple != dino
     for rec in result.models:  # no model mixes the rings
         assert len({im.name[:4] for im in rec.images.values() if im.has_pose}) == 1
+
+
+def test_known_camera_is_kept(tmp_path):
+    # the temple's published calibration (Middlebury templeSR_par.txt), given for every photo
+    names = sorted(os.listdir(TEMPLE))[:6]
+    given = "PINHOLE:1520.4,1525.9,302.32,246.87"
+    result = pipeline.reconstruct(TEMPLE, tmp_path, {"verify": {"camera_params": given}}, image_names=names)
+    # (these six split in two models of three, with or without the calibration)
+    assert sum(m.num_reg_images() for m in result.models) == 6
+    for rec in result.models:
+        (camera,) = {im.camera_id: rec.cameras[im.camera_id] for im in rec.images.values() if im.has_pose}.values()
+        assert camera.model_name == "PINHOLE" and list(camera.params) == [1520.4, 1525.9, 302.32, 246.87]
+    bad = _cli("reconstruct", TEMPLE, "-o", tmp_path / "bad", "--camera-params", "PINHOLE:1520,1525,3023,246")
+    assert bad.returncode != 0
+    assert bad.stderr.strip().splitlines()[-1] == (
+        "error: known cameras: templeSR0001.png: the known camera's principal point (3023, 246) lies outside "
+        "the 640×480 photo (intrinsics of another image size?)"
+    )

@@ -75,12 +75,13 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "verify.method": ("magsac", "colmap"),
     "verify.camera_mode": ("auto", "single", "per-image"),
     "mapping.method": ("auto", "incremental", "global", "best"),
+    "mapping.refine_intrinsics": ("auto", "none", "focal", "all"),
     "dense.backend": ("torch", "colmap-cuda"),
     "dense.mesher": ("poisson", "none"),
     "run.executor": executor.NAMES,
 }
 # Settings that default to None but hold text, not a file path (the command line keeps them as typed).
-TEXT: set[str] = {"run.ray_address"}
+TEXT: set[str] = {"run.ray_address", "verify.camera_params"}
 # [low, high] of numeric settings; a number not listed must be finite, ≥ 0 and ≤ 1e9.
 RANGES: dict[str, tuple[float, float]] = {
     "features.max_keypoints": (1, 100_000),
@@ -175,6 +176,13 @@ def _check(path: str, default: Any, value: Any) -> None:
             raise bad("[near, far] with 0 < near < far")
     elif path in TEXT and value is not None and not isinstance(value, str):
         raise bad("must be a string")
+    elif path == "verify.camera_params" and value is not None:
+        from . import colmap
+
+        try:
+            colmap.parse_camera(value)
+        except ValueError as e:
+            raise bad(str(e).split(": ", 1)[1]) from None
     elif default is None and value is not None and not isinstance(value, str):  # file paths
         raise bad("must be a file path (a string)")
 

@@ -50,6 +50,10 @@ default_conf: dict[str, Any] = {
     # ... and only for cameras with this many registered photos (see refine_principal_points).
     "principal_point_min_views": 8,
     "refine_extra_params": True,
+    # auto: the three settings above and the final principal point as they are, except that
+    # photos whose cameras are all known (verify.camera_params/cameras_file) keep them
+    # (none); none, focal, all: refine no intrinsics, only focal lengths, or all of them.
+    "refine_intrinsics": "auto",
     # A camera without a focal prior (no EXIF) starts at 1.2 × its long side, sometimes far
     # off (the Middlebury rings: 768 px against ~1550 and ~3200). Where the first model moved
     # a camera's focal length by more than this share, the scene is mapped once more starting
@@ -92,6 +96,7 @@ flags: dict[str, str | tuple[str, str]] = {
     "init_min_num_inliers": ("--init-min-inliers", "Inliers the initial image pair needs."),
     "abs_pose_min_num_inliers": ("--abs-pose-min-inliers", "Inliers to register an image."),
     "seed": "Random seed of the mapper.",
+    "refine_intrinsics": "auto (none where every camera is known), none, focal or all.",
     "refocus_above": "Map again from the focal found when it moved more than this share (0: never).",
 }
 
@@ -258,11 +263,30 @@ def _refocus(
     return out
 
 
+def intrinsics_conf(conf: dict[str, Any], cameras_known: bool) -> dict[str, Any]:
+    """The mapping settings with ``refine_intrinsics`` applied to the refinement flags."""
+    mode = conf["refine_intrinsics"]
+    if mode == "auto":
+        if not cameras_known:
+            return conf
+        mode = "none"
+    return {
+        **conf,
+        "refine_focal_length": mode != "none",
+        "refine_principal_point": mode == "all",
+        "refine_extra_params": mode == "all",
+        "final_principal_point": False,
+    }
+
+
 def main(
-    database: Path, image_dir: Path, output: Path, conf: dict[str, Any] | None = None
+    database: Path, image_dir: Path, output: Path, conf: dict[str, Any] | None = None, cameras_known: bool = False
 ) -> list[pycolmap.Reconstruction]:
-    """Maps the verified database into ``output/sparse/<k>``; returns the models, largest first."""
-    conf = {**default_conf, **(conf or {})}
+    """Maps the verified database into ``output/sparse/<k>``; returns the models, largest first.
+
+    ``cameras_known``: every photo's intrinsics were given (``refine_intrinsics = auto`` then
+    keeps them)."""
+    conf = intrinsics_conf({**default_conf, **(conf or {})}, cameras_known)
     output = Path(output)
     ws = Workspace(output)
     if conf["method"] not in ("auto", "incremental", "global", "best"):

@@ -106,6 +106,7 @@ def _reconstruct(
         duplicates: dict[str, str] = {}
         infos, skipped = read_infos(image_dir, names, duplicates)
     names = [i.name for i in infos]
+    known = verify.known_cameras(infos, conf["verify"])  # (a bad cameras file fails here, not after extraction)
     rotations: dict[str, int] = {}
     if conf["features"]["upright"]:
         with timer("orientation"):
@@ -161,7 +162,8 @@ def _reconstruct(
             vstats = verify.main(infos, pair_list, feature_file, match_file, database, conf["verify"], executor)
         stats["verified_pairs"] = vstats["verified"]
         with timer("map"):
-            models = mapping.main(database, image_dir, output, conf["mapping"])
+            cameras_known = all(i.name in known for i in infos)
+            models = mapping.main(database, image_dir, output, conf["mapping"], cameras_known)
         state.set(map=key, map_stats={"verified_pairs": vstats["verified"]})
     stats["mapper"] = mapping.read_mapper(output)
     result = Result(output, models, len(names) + len(skipped), skipped, timer.timings, stats)

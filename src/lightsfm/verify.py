@@ -34,6 +34,11 @@ default_conf: dict[str, Any] = {
     "min_match_score": 0.0,  # drop matches the matcher was less sure of before RANSAC
     "camera_mode": "auto",  # auto | single | per-image
     "camera_model": "auto",  # auto (radial with EXIF, pinhole without) or a COLMAP model name
+    # Known intrinsics: one camera for every photo ("OPENCV:fx,fy,cx,cy,k1,k2,p1,p2"), or a
+    # file of "GLOB MODEL:v1,v2,…" lines; these photos' cameras stay as given unless
+    # mapping.refine_intrinsics says otherwise.
+    "camera_params": None,
+    "cameras_file": None,
 }
 flags: dict[str, str | tuple[str, str]] = {
     "method": ("--verifier", "RANSAC: magsac (OpenCV) or colmap."),
@@ -42,6 +47,8 @@ flags: dict[str, str | tuple[str, str]] = {
     "camera_mode": "auto (shared per camera and per linked group of photos), single, per-image.",
     "camera_model": "auto (SIMPLE_RADIAL with EXIF, SIMPLE_PINHOLE without) or a COLMAP model.",
     "min_match_score": "Drop matches scored below this before RANSAC.",
+    "camera_params": "Known intrinsics of every photo: MODEL:v1,v2,… (e.g. PINHOLE:fx,fy,cx,cy).",
+    "cameras_file": "Known intrinsics per photo: a file of 'GLOB MODEL:v1,v2,…' lines.",
     "confidence": ("--ransac-confidence", "RANSAC confidence."),
     "max_iterations": ("--ransac-iterations", "RANSAC maximum iterations."),
 }
@@ -108,6 +115,15 @@ class VerifyTask:
         return a, b, matches.astype(np.uint32), tvg
 
 
+def known_cameras(infos: list[ImageInfo], conf: dict[str, Any]) -> dict[str, colmap.KnownCamera]:
+    """The given camera of each photo that has one (``camera_params`` or ``cameras_file``);
+    a one-line LightsfmError when they cannot be used."""
+    try:
+        return colmap.known_cameras(infos, conf.get("camera_params"), conf.get("cameras_file"))
+    except ValueError as e:
+        raise LightsfmError(f"known cameras: {e}") from None
+
+
 def main(
     infos: list[ImageInfo],
     pairs: list[tuple[str, str]],
@@ -130,7 +146,8 @@ def main(
     for f in side:  # left by a killed or failed run
         f.unlink(missing_ok=True)
     try:
-        db, ids = colmap.create_database(tmp, infos, kpts, conf["camera_mode"], conf["camera_model"])
+        known = known_cameras(infos, conf)
+        db, ids = colmap.create_database(tmp, infos, kpts, conf["camera_mode"], conf["camera_model"], known)
         cam_of = None
         if conf["method"] == "colmap":  # (COLMAP's estimator needs the cameras; MAGSAC++ does not)
             cameras = {c.camera_id: c for c in db.read_all_cameras()}

@@ -30,7 +30,17 @@ from tqdm import tqdm
 
 from ..evaluate import Pose
 from . import bundle, mvs
-from .cameras import CAMERA_MODELS, CAMERA_MODES, group_cameras, is_camera_model, make_camera, set_model
+from .cameras import (
+    CAMERA_MODELS,
+    CAMERA_MODES,
+    KnownCamera,
+    group_cameras,
+    is_camera_model,
+    known_cameras,
+    make_camera,
+    parse_camera,
+    set_model,
+)
 from .database import (
     cameras_moved,
     create_database,
@@ -62,6 +72,9 @@ __all__ = [
     "group_cameras",
     "incremental_mapping",
     "is_camera_model",
+    "known_cameras",
+    "KnownCamera",
+    "parse_camera",
     "make_camera",
     "mapper_options",
     "mvs",

@@ -12,7 +12,7 @@ import numpy as np
 import pycolmap
 
 from ..images import ImageInfo
-from .cameras import group_cameras, make_camera
+from .cameras import KnownCamera, group_cameras, make_camera
 
 
 def create_database(
@@ -21,10 +21,12 @@ def create_database(
     keypoints: dict[str, np.ndarray],
     camera_mode: str = "auto",
     camera_model: str = "auto",
+    known: dict[str, KnownCamera] | None = None,
 ) -> tuple[pycolmap.Database, dict[str, int]]:
     """A new COLMAP database with cameras, rigs, frames, images and keypoints.
 
-    ``keypoints`` maps image names to (N, 2) arrays in lightsfm's pixel convention.
+    ``keypoints`` maps image names to (N, 2) arrays in lightsfm's pixel convention;
+    ``known``: the cameras of photos whose intrinsics are given (lightsfm.colmap.known_cameras).
     Returns the open database and the image id of each name.
     """
     if path.exists():
@@ -32,8 +34,9 @@ def create_database(
     db = pycolmap.Database.open(path)
     ids: dict[str, int] = {}
     camera_of: dict[int, tuple[int, int]] = {}  # info index → (camera id, rig id)
-    for group in group_cameras(infos, camera_mode):
-        camera = make_camera(infos[group[0]], camera_model)
+    known = known or {}
+    for group in group_cameras(infos, camera_mode, known):
+        camera = make_camera(infos[group[0]], camera_model, known.get(infos[group[0]].name))
         camera.camera_id = db.write_camera(camera)
         # COLMAP 4 models every camera as a rig; each image is a frame of that rig.
         rig = pycolmap.Rig()
