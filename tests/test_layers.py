@@ -14,7 +14,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "lightsfm"
 LAYERS = [
-    {"errors", "io", "device", "geometry", "plugins", "weights", "workspace", "executor", "images", "store"},
+    {"errors", "io", "device", "geometry", "plugins", "weights", "workspace", "executor", "images", "store", "masks"},
     {"evaluate", "colmap", "checks"},
     {"orientation", "extract", "extractors", "match", "matchers", "pairs", "ensemble", "verify", "mapping", "dense"},
     {"config", "pipeline"},

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from . import extractors, orientation
+from . import extractors, masks, orientation
 from .device import set_threads
 from .errors import ImageError
 from .executor import Executor, LocalExecutor
@@ -33,12 +33,16 @@ default_conf: dict[str, Any] = {
     # Detect photos turned by 90°/180°/270° and extract them upright. On by default: the
     # Middlebury temple ring flips its camera upside down half-way (mAA 0.48 → 0.94).
     "upright": True,
+    # Folder of masks (<image name>.png, black or transparent = ignore) or "alpha" (the
+    # photos' own alpha channels): no keypoints in masked pixels (lightsfm.masks).
+    "masks": None,
 }
 # Command-line flags of these settings (lightsfm.cli): key → help, or (flag, help).
 flags: dict[str, str | tuple[str, str]] = {
     "name": ("--extractor", "Local features (a module of lightsfm.extractors)."),
     "resize_max": "Long side (px) features are extracted at.",
     "upright": ("--upright/--no-upright", "Detect photos turned by 90°/180°/270°."),
+    "masks": "Masks: a folder of <image name>.png (black = ignore), or 'alpha' (the photos' alpha).",
 }
 
 # Named configurations, as hloc's `confs`.
@@ -61,24 +65,34 @@ def feature_path(output: Path, conf: dict[str, Any] | None = None) -> Path:
     """``features-<tag>.h5``: the name says which extractor and settings made it."""
     c = full_conf(conf)
     tag = f"{extractors.get(c['name']).tag(c)}-r{c['resize_max']}{'-upright' if c['upright'] else ''}"
+    if c.get("masks"):  # the masks' contents: a changed mask recomputes features and all after
+        tag += f"-m{masks.fingerprint(c['masks'])}"
     return Path(output) / f"features-{tag}.h5"
 
 
 def extract_one(
-    extractor: extractors.Extractor, image_dir: Path, name: str, resize_max: int, turns: int = 0
+    extractor: extractors.Extractor,
+    image_dir: Path,
+    name: str,
+    resize_max: int,
+    turns: int = 0,
+    mask_source: str | None = None,
 ) -> dict[str, Any]:
     """Features of one photo, extracted at ``resize_max`` after ``turns`` quarter turns
-    (counter-clockwise), with keypoints in the pixels of the upright photo at full size."""
+    (counter-clockwise), with keypoints in the pixels of the upright photo at full size;
+    none in the pixels its mask (``mask_source``, lightsfm.masks) leaves out."""
     rgb, (w, h) = load_image(Path(image_dir) / name, resize_max)
+    keep = masks.load(mask_source, image_dir, name, (w, h))
     pred = extractor(np.ascontiguousarray(np.rot90(rgb, turns)))
     scale = max(w, h) / max(rgb.shape[:2])
     kpts = orientation.rotate_back(pred["keypoints"], turns, rgb.shape[1], rgb.shape[0])
     # pixel centres: (x + 0.5) * s - 0.5 maps the resized grid onto the original one
     kpts = (kpts + 0.5) * scale - 0.5
+    inside = masks.drop_masked(keep, kpts)
     return {
-        "keypoints": kpts.astype(np.float32),
-        "scores": pred["scores"].astype(np.float32),
-        "descriptors": pred["descriptors"].astype(np.float16),
+        "keypoints": kpts[inside].astype(np.float32),
+        "scores": pred["scores"][inside].astype(np.float32),
+        "descriptors": pred["descriptors"][inside].astype(np.float16),
         "image_size": np.array([w, h], dtype=np.int32),
         "scale": float(scale),
         "rotation": 90 * turns,  # degrees counter-clockwise the image was turned for extraction
@@ -105,7 +119,9 @@ class ExtractTask:
             self._extractor = extractors.get(self.conf["name"])(self.conf, self.device)
         try:
             # (a photo can change between reading and here: only ImageError comes out)
-            return name, extract_one(self._extractor, self.image_dir, name, self.conf["resize_max"], turns)
+            return name, extract_one(
+                self._extractor, self.image_dir, name, self.conf["resize_max"], turns, self.conf["masks"]
+            )
         except ImageError as e:
             return name, e.reason
 
@@ -133,7 +149,7 @@ def main(
     if not todo:
         return store.path, failed
     if rotations is None and conf["upright"]:
-        rotations, failed = orientation.main(image_dir, names, output, device, executor)
+        rotations, failed = orientation.main(image_dir, names, output, device, executor, conf["masks"])
     rotations = rotations or {}
     items = [(n, rotations.get(n, 0)) for n in todo if n not in failed]
     executor = executor or LocalExecutor()

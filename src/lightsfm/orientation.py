@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from . import masks
 from .device import set_threads
 from .errors import ImageError
 from .executor import Executor, LocalExecutor
@@ -177,8 +178,9 @@ class CheapTask:
     Picklable; the extractor is built on first use, once per worker.
     """
 
-    def __init__(self, image_dir: Path, extractor_factory, device: str = "cpu") -> None:
+    def __init__(self, image_dir: Path, extractor_factory, device: str = "cpu", mask_source: str | None = None) -> None:
         self.image_dir, self.factory, self.device = Path(image_dir), extractor_factory, device
+        self.mask_source = mask_source
         self._extractor = None
 
     def __getstate__(self) -> dict:
@@ -190,10 +192,18 @@ class CheapTask:
             set_threads()
             self._extractor = self.factory(CHEAP, self.device)
         try:
-            rgb = load_image(self.image_dir / name, CHEAP["resize_max"])[0]
+            rgb, size = load_image(self.image_dir / name, CHEAP["resize_max"])
+            keep = masks.resized(masks.load(self.mask_source, self.image_dir, name, size), rgb.shape[:2])
         except ImageError as e:
             return name, e.reason
-        return name, [self._extractor(np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb) for k in turns]
+        out = []
+        for k in turns:
+            feats = self._extractor(np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb)
+            if keep is not None:  # (keypoints of the turned image: the mask turns with it)
+                inside = masks.drop_masked(np.rot90(keep, k), feats["keypoints"])
+                feats = {key: v[inside] for key, v in feats.items()}
+            out.append(feats)
+        return name, out
 
 
 def detect(
@@ -203,6 +213,7 @@ def detect(
     device: str = "cpu",
     failed: dict[str, str] | None = None,
     executor: Executor | None = None,
+    mask_source: str | None = None,
 ) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
     """Number of counter-clockwise quarter turns (0–3) that makes each image upright, and
     each pair's inliers at its best relative turn (a cheap guess of which pairs overlap).
@@ -210,7 +221,7 @@ def detect(
     A photo that cannot be decoded is left out (its reason goes into ``failed``, with a
     warning) and the others go on without it.
     """
-    task = CheapTask(image_dir, extractor_factory, device)
+    task = CheapTask(image_dir, extractor_factory, device, mask_source)
     run = (executor or LocalExecutor()).map
     matcher = MutualNNMatcher({"ratio": 0.9}, device)
     turned: dict[str, list[dict]] = {}
@@ -257,22 +268,40 @@ def orientation_path(output: Path) -> Path:
 
 
 def main(
-    image_dir: Path, names: list[str], output: Path, device: str = "cpu", executor: Executor | None = None
+    image_dir: Path,
+    names: list[str],
+    output: Path,
+    device: str = "cpu",
+    executor: Executor | None = None,
+    mask_source: str | None = None,
 ) -> tuple[dict[str, int], dict[str, str]]:
     """Quarter turns per image and, for photos that could not be read, the reason.
 
-    Read from ``output/orientation.json`` when it was written for these images; otherwise
-    detected and written there, with every pair's inliers for the pairs stage.
+    Read from ``output/orientation.json`` when it was written for these images and masks
+    (``mask_source``, lightsfm.masks); otherwise detected and written there, with every
+    pair's inliers for the pairs stage.
     """
     path = orientation_path(output)
+    mask_key = masks.fingerprint(mask_source)
     if path.exists():
         done = json.loads(path.read_text())
-        if done.get("cheap") == CHEAP and sorted(done.get("names", [])) == sorted(names):
+        if (
+            done.get("cheap") == CHEAP
+            and sorted(done.get("names", [])) == sorted(names)
+            and done.get("masks", "") == mask_key
+        ):
             return done["rotations"], done["failed"]
     failed: dict[str, str] = {}
-    rotations, overlap = detect(image_dir, names, AlikedExtractor, device, failed, executor)
+    rotations, overlap = detect(image_dir, names, AlikedExtractor, device, failed, executor, mask_source)
     rows = [{"pair": [a, b], "inliers": v} for (a, b), v in overlap.items()]
-    record = {"cheap": CHEAP, "names": names, "failed": failed, "rotations": rotations, "pairs": rows}
+    record = {
+        "cheap": CHEAP,
+        "names": names,
+        "masks": mask_key,
+        "failed": failed,
+        "rotations": rotations,
+        "pairs": rows,
+    }
     atomic_write_text(path, json.dumps(record))
     return rotations, failed
 

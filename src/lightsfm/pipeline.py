@@ -110,7 +110,7 @@ def _reconstruct(
     rotations: dict[str, int] = {}
     if conf["features"]["upright"]:
         with timer("orientation"):
-            rotations, failed = orientation.main(image_dir, names, output, device, executor)
+            rotations, failed = orientation.main(image_dir, names, output, device, executor, conf["features"]["masks"])
         skipped.update(failed)
         names = [n for n in names if n not in failed]
     others = ensemble.members(conf["features"])

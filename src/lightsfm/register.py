@@ -85,7 +85,7 @@ def main(output: Path, new_dir: Path, overrides: dict[str, Any] | None = None) -
         device = conf["device"]
         rotations: dict[str, int] = {}
         if conf["features"]["upright"]:
-            rotations, failed = orientation.main(image_dir, names, ws.output, device)
+            rotations, failed = orientation.main(image_dir, names, ws.output, device, None, conf["features"]["masks"])
             skipped.update({n: r for n, r in failed.items() if n in new_names})
         feature_file, failed = extract.main(image_dir, names, ws.output, conf["features"], device, rotations)
         skipped.update(failed)

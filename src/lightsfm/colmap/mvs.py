@@ -109,3 +109,18 @@ def poisson_meshing(points: Path, output: Path, depth: int, trim: float, num_thr
     opts.trim = trim
     opts.num_threads = num_threads
     pycolmap.poisson_meshing(points, output, opts)
+
+
+def undistorted_mask(keep: np.ndarray, camera: pycolmap.Camera, undistorted: pycolmap.Camera) -> np.ndarray:
+    """A photo's kept pixels ``keep`` (H, W at ``camera``'s size), in the pixels of its
+    undistorted copy (``undistorted``): each pixel looks up the photo pixel it came from;
+    those from outside the photo are not kept."""
+    w, h = undistorted.width, undistorted.height
+    xs, ys = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)  # COLMAP: pixel centres at +0.5
+    rays = undistorted.cam_from_img(np.stack([xs.ravel(), ys.ravel()], 1))
+    px = camera.img_from_cam(np.c_[rays, np.ones(len(rays))], False)
+    x, y = np.floor(px[:, 0]).astype(np.int64), np.floor(px[:, 1]).astype(np.int64)
+    inside = (x >= 0) & (y >= 0) & (x < keep.shape[1]) & (y < keep.shape[0])
+    out = np.zeros(len(px), bool)
+    out[inside] = keep[y[inside], x[inside]]
+    return out.reshape(h, w)

@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .. import colmap
+from .. import colmap, masks
 from ..colmap import mvs
 from ..device import set_threads
 from ..errors import ImageError, LightsfmError
@@ -75,13 +75,36 @@ flags: dict[str, str | tuple[str, str]] = {
 DEPTH_MARGIN = 1.25  # sparse points miss the nearest and farthest surfaces: widen their range
 
 
-def _fingerprint(sparse: Path, image_dir: Path, conf: dict[str, Any]) -> str:
-    """Changes when the model or the settings that shape the depth maps change."""
+def _fingerprint(sparse: Path, image_dir: Path, conf: dict[str, Any], mask_source: str | None) -> str:
+    """Changes when the model, the masks or the settings that shape the depth maps change."""
     # the model's files by name, not path: a copied run with its dense/ still resumes
     files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sparse.iterdir() if p.is_file())
     keys = ("max_image_size", "num_src", "view_selection_angle", "depth_range", "backend", "stereo")
     # (the consistency check and fusion are redone on every run: they are cheap)
-    return fingerprint(files, str(image_dir), {k: conf[k] for k in keys})
+    return fingerprint(files, str(image_dir), {k: conf[k] for k in keys}, masks.fingerprint(mask_source))
+
+
+def _masks(
+    image_dir: Path, mask_source: str | None, rec: pycolmap.Reconstruction, udrec: pycolmap.Reconstruction, device: str
+) -> dict[str, torch.Tensor]:
+    """Kept pixels of each undistorted image that has a mask (lightsfm.masks)."""
+    out: dict[str, torch.Tensor] = {}
+    if not mask_source:
+        return out
+    photos = {im.name: im for im in rec.images.values()}
+    for image in udrec.images.values():
+        if image.name not in photos:
+            continue
+        cam = rec.cameras[photos[image.name].camera_id]
+        try:
+            keep = masks.load(mask_source, image_dir, image.name, (cam.width, cam.height))
+        except ImageError as e:
+            logger.warning("%s; depth map unmasked", e)
+            continue
+        if keep is not None:
+            keep = mvs.undistorted_mask(keep, cam, udrec.cameras[image.camera_id])
+            out[image.name] = torch.from_numpy(keep).to(device)
+    return out
 
 
 def upright_inputs(image_dir: Path, names: list[str], folder: Path) -> dict[str, str]:
@@ -218,7 +241,10 @@ def main(output: Path, conf: dict[str, Any] | None = None, device: str = "cpu", 
     dense = ws.dense
 
     # A workspace made from another model or other settings is thrown away, not mixed in.
-    key = _fingerprint(sparse, image_dir, conf)
+    mask_source = (
+        (ws.summary().get("conf") or {}).get("features", {}).get("masks") if ws.summary_file.exists() else None
+    )
+    key = _fingerprint(sparse, image_dir, conf, mask_source)
     state = State(ws.dense_state_file)
     if state.get("key") != key:
         shutil.rmtree(dense, ignore_errors=True)
@@ -247,6 +273,8 @@ def main(output: Path, conf: dict[str, Any] | None = None, device: str = "cpu", 
         logger.warning("%s: no source view or depth range in the sparse model; no depth map", n)
     valid_share: dict[str, float] = {}  # filled by the torch backend
     if conf["backend"] == "colmap-cuda":
+        if mask_source:
+            logger.warning("the colmap-cuda backend does not apply masks (%s) to its depth maps", mask_source)
         _colmap_patch_match(dense, conf, names)
     elif conf["backend"] == "torch":
         views = _views(dense, udrec, device)
@@ -260,7 +288,11 @@ def main(output: Path, conf: dict[str, Any] | None = None, device: str = "cpu", 
         timings["depth"] = time.perf_counter() - t
 
         t = time.perf_counter()
+        keep = _masks(image_dir, mask_source, colmap.read_model(sparse), udrec, device)
         depths = {n: _read_depth(dense, n, "photometric", device) for n in names}
+        for n, k in keep.items():  # masked pixels hold no depth: none is checked against them or fused
+            if n in depths:
+                depths[n] = torch.where(k, depths[n], torch.zeros_like(depths[n]))
         for n in tqdm(names, desc="consistency", unit="img", leave=False):
             src = [s for s in sources[n] if s in depths]
             with torch.inference_mode():
