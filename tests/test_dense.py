@@ -10,6 +10,7 @@ import numpy as np
 import pycolmap
 import pytest
 import torch
+from PIL import Image
 from synthetic_scene import render_scene, surface_distance
 
 from lightsfm import dense
@@ -180,3 +181,34 @@ def test_cli_dense_exits_3_when_a_photo_was_skipped(tmp_path):
     assert "skipped view04.png: cannot be decoded" in res.output and "Traceback" not in res.output
     summary = json.loads((tmp_path / "dense" / "summary.json").read_text())
     assert list(summary["skipped"]) == ["view04.png"] and summary["images"] == 4 and summary["fused_points"] > 0
+
+
+def test_masked_pixels_hold_no_depth(tmp_path):
+    root, plain = tmp_path / "scene", tmp_path / "plain"
+    render_scene(root, n=4)
+    render_scene(plain, n=4)
+    dense.main(plain, CONF, image_dir=plain / "images")
+    names = sorted(p.name for p in (root / "images").iterdir())
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for name in names:
+        w, h = Image.open(root / "images" / name).size
+        keep = np.full((h, w), 255, np.uint8)
+        keep[:, : w // 3] = 0  # the left third
+        Image.fromarray(keep).save(masks / f"{name}.png")
+    # the masks come from the run that made the model (its summary's settings)
+    (root / "summary.json").write_text(json.dumps({"conf": {"features": {"masks": str(masks)}}}))
+    dense.main(root, CONF, image_dir=root / "images")
+    for name in names:
+        d, d_plain = (_depth(r / "dense" / "stereo" / "depth_maps" / f"{name}.geometric.bin") for r in (root, plain))
+        third = d.shape[1] // 3
+        assert (d_plain[:, : third - 1] > 0).any()
+        assert not (d[:, : third - 1] > 0).any()  # (one column of slack for the rounding of the resize)
+        # the rest as without masks, less what the masked pixels no longer confirm
+        assert (d[:, third + 1 :] > 0).sum() > 0.5 * (d_plain[:, third + 1 :] > 0).sum()
+
+
+def _depth(path: Path) -> np.ndarray:
+    dm = pycolmap.DepthMap()
+    dm.read(path)
+    return np.asarray(dm.to_array())
