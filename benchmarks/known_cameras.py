@@ -59,6 +59,7 @@ def main() -> None:
     ap.add_argument("--scene", action="append", help="dataset/scene (repeatable; default: all calibrated)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    colmap.set_verbose(False)
     labels = args.data / "train_labels.csv"
     gt_all = ev.read_poses(labels)
     th_file = args.data / "thresholds.csv"
