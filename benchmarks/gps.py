@@ -37,7 +37,7 @@ import numpy as np
 import pycolmap
 
 from lightsfm import evaluate as ev
-from lightsfm import georef, imc, pipeline
+from lightsfm import georef, gps, imc, pipeline
 from lightsfm.errors import LightsfmError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,12 +71,12 @@ def make_copy(
     for i in far:
         a = rng.uniform(0, 2 * np.pi)
         enu[i, :2] += FAR_OFF_M * np.array([np.cos(a), np.sin(a)])
-    lla = georef.enu_to_geodetic(enu, ORIGIN)
+    lla = gps.enu_to_geodetic(enu, ORIGIN)
     shutil.rmtree(dst, ignore_errors=True)
     dst.mkdir(parents=True)
     for name, (lat, lon, alt) in zip(names, lla, strict=True):
-        fix = georef.GpsFix(float(lat), float(lon), float(alt), noise if tagged and noise > 0 else None)
-        georef.write_gps(src / name, dst / name, fix)
+        fix = gps.GpsFix(float(lat), float(lon), float(alt), noise if tagged and noise > 0 else None)
+        gps.write_gps(src / name, dst / name, fix)
     return [names[i] for i in far], dict(zip(names, enu, strict=True))
 
 
@@ -138,8 +138,8 @@ def main() -> None:
                 posed = [im for im in aligned.images.values() if im.has_pose]
                 # the model is in metres about the origin georef chose: back to our made-up frame
                 origin = (record["latitude"], record["longitude"], record["altitude"])
-                lla = georef.enu_to_geodetic(np.array([im.projection_center() for im in posed]), origin)
-                enu = georef.geodetic_to_enu(lla, ORIGIN)
+                lla = gps.enu_to_geodetic(np.array([im.projection_center() for im in posed]), origin)
+                enu = gps.geodetic_to_enu(lla, ORIGIN)
                 errs = {im.name: float(np.linalg.norm(e - truth[im.name])) for im, e in zip(posed, enu, strict=True)}
                 raw = [float(np.linalg.norm(gps[n] - truth[n])) for n in errs if n not in far]
                 named = set(record["outliers"])

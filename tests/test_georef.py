@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from conftest import DATA, DEMO, FOUNTAIN
-from lightsfm import colmap, georef, images, pipeline
+from lightsfm import colmap, georef, gps, images, pipeline
 from lightsfm import evaluate as ev
 from lightsfm.errors import LightsfmError
 
@@ -26,37 +26,37 @@ ORIGIN = (46.5191, 6.5668, 400.0)
 
 
 def test_geodetic_known_values():
-    ecef = georef.geodetic_to_ecef([[0, 0, 0], [90, 0, 0], [0, 90, 0], [-90, 0, 100], [0, 180, -50]])
+    ecef = gps.geodetic_to_ecef([[0, 0, 0], [90, 0, 0], [0, 90, 0], [-90, 0, 100], [0, 180, -50]])
     expected = [[A, 0, 0], [0, 0, B], [0, A, 0], [0, 0, -B - 100], [-A + 50, 0, 0]]
     assert np.allclose(ecef, expected, atol=1e-6)
     # latitude 45°: N = a / sqrt(1 - e²/2), x = z·(1 - e²)⁻¹ at height 0
     e2 = 1 - (B / A) ** 2
     n = A / math.sqrt(1 - e2 / 2)
-    x, y, z = georef.geodetic_to_ecef([45, 0, 0])[0]
+    x, y, z = gps.geodetic_to_ecef([45, 0, 0])[0]
     assert x == pytest.approx(n * math.sqrt(0.5), abs=1e-6) and y == 0
     assert z == pytest.approx(n * (1 - e2) * math.sqrt(0.5), abs=1e-6)
     # 1° of longitude along the equator, seen from (0, 0, 0): east a·sin 1°, down a·(1 - cos 1°)
-    enu = georef.geodetic_to_enu([0, 1, 0], (0, 0, 0))[0]
+    enu = gps.geodetic_to_enu([0, 1, 0], (0, 0, 0))[0]
     assert np.allclose(enu, [A * math.sin(math.radians(1)), 0, A * (math.cos(math.radians(1)) - 1)], atol=1e-6)
     # straight up is +z; 100 m up from anywhere stays 100 m
-    assert np.allclose(georef.geodetic_to_enu([ORIGIN[0], ORIGIN[1], ORIGIN[2] + 100], ORIGIN), [[0, 0, 100]])
+    assert np.allclose(gps.geodetic_to_enu([ORIGIN[0], ORIGIN[1], ORIGIN[2] + 100], ORIGIN), [[0, 0, 100]])
 
 
 def test_geodesy_agrees_with_pycolmap_and_round_trips():
     rng = np.random.default_rng(0)
     lla = np.c_[rng.uniform(-90, 90, 500), rng.uniform(-180, 180, 500), rng.uniform(-400, 9000, 500)]
     lla = np.r_[lla, [[90, 0, 0], [-90, 10, 5], [0, 180, 0], [0, -180, 0], [89.9999, 45, 1]]]
-    ours = georef.geodetic_to_ecef(lla)
+    ours = gps.geodetic_to_ecef(lla)
     theirs = pycolmap.GPSTransform(pycolmap.GPSTransformEllipsoid.WGS84).ellipsoid_to_ecef(lla)
     assert np.abs(ours - theirs).max() < 1e-6  # an independent implementation, in metres
-    back = georef.ecef_to_geodetic(ours)
+    back = gps.ecef_to_geodetic(ours)
     assert np.abs(back[:, 0] - lla[:, 0]).max() < 1e-12
     dlon = (back[:, 1] - lla[:, 1] + 180) % 360 - 180
     assert np.abs(dlon[np.abs(lla[:, 0]) < 90]).max() < 1e-12
     assert np.abs(back[:, 2] - lla[:, 2]).max() < 1e-7
     # ENU about an origin and back: a scene of a few km, to a micrometre
     enu = rng.uniform(-3000, 3000, (200, 3))
-    assert np.abs(georef.geodetic_to_enu(georef.enu_to_geodetic(enu, ORIGIN), ORIGIN) - enu).max() < 1e-6
+    assert np.abs(gps.geodetic_to_enu(gps.enu_to_geodetic(enu, ORIGIN), ORIGIN) - enu).max() < 1e-6
 
 
 def _rotation(seed: int) -> np.ndarray:
@@ -98,37 +98,37 @@ def test_similarity_fit_exact_and_degenerate():
 @pytest.mark.data
 def test_exif_gps_written_into_a_copy_reads_back(tmp_path):
     src = sorted(DEMO.iterdir())[0]
-    fix = georef.GpsFix(-33.8567844, -151.2152967, -12.345, 3.5)  # south, west, below sea level
-    georef.write_gps(src, tmp_path / src.name, fix)
-    got = georef.read_gps(tmp_path / src.name)
+    fix = gps.GpsFix(-33.8567844, -151.2152967, -12.345, 3.5)  # south, west, below sea level
+    gps.write_gps(src, tmp_path / src.name, fix)
+    got = gps.read_gps(tmp_path / src.name)
     assert got.latitude == pytest.approx(fix.latitude, abs=1e-9)  # 0.1 mm
     assert got.longitude == pytest.approx(fix.longitude, abs=1e-9)
     assert got.altitude == pytest.approx(-12.345) and got.accuracy == pytest.approx(3.5)
-    assert georef.read_gps(src) is None  # the original has no GPS and was not touched
+    assert gps.read_gps(src) is None  # the original has no GPS and was not touched
     # the photo as the pipeline sees it is the same: pixels, size, camera, focal
     assert images.read_info(DEMO, src.name) == images.read_info(tmp_path, src.name)
     assert np.array_equal(np.asarray(Image.open(src)), np.asarray(Image.open(tmp_path / src.name)))
     # a Strecha photo (JFIF, no EXIF at all) gets one too
-    georef.write_gps(FOUNTAIN / "0000.jpg", tmp_path / "f.jpg", georef.GpsFix(46.5, 6.5, None))
-    assert georef.read_gps(tmp_path / "f.jpg") == georef.GpsFix(46.5, 6.5, None, None)
+    gps.write_gps(FOUNTAIN / "0000.jpg", tmp_path / "f.jpg", gps.GpsFix(46.5, 6.5, None))
+    assert gps.read_gps(tmp_path / "f.jpg") == gps.GpsFix(46.5, 6.5, None, None)
     png = tmp_path / "a.png"
     Image.new("RGB", (64, 64)).save(png)
     with pytest.raises(LightsfmError, match=r"a\.png: not a JPEG"):
-        georef.write_gps(png, tmp_path / "b.png", fix)
+        gps.write_gps(png, tmp_path / "b.png", fix)
 
 
 def test_parse_gps_tags():
     dms = ((46, 1), (31, 1), (8.76, 1))
     base = {1: "N", 2: tuple(a / b for a, b in dms), 3: "E", 4: (6.0, 34.0, 0.48), 6: 400.0}
-    fix = georef.parse_gps(base)
+    fix = gps.parse_gps(base)
     assert fix.latitude == pytest.approx(46 + 31 / 60 + 8.76 / 3600) and fix.altitude == 400.0
     assert fix.accuracy is None
-    assert georef.parse_gps({**base, 11: 2.0}).accuracy == pytest.approx(2 * georef.DOP_TO_METRES)
-    assert georef.parse_gps({**base, 11: 2.0, 31: 4.0}).accuracy == 4.0  # a stated error wins over DOP
-    assert georef.parse_gps({**base, 9: "V"}) is None  # receiver said: void
-    assert georef.parse_gps({**base, 2: (0.0,), 4: (0.0,)}) is None  # 0°, 0°: no fix
-    assert georef.parse_gps({**base, 2: (float("nan"), 0, 0)}) is None
-    assert georef.parse_gps({**base, 5: b"\x01"}).altitude == -400.0
+    assert gps.parse_gps({**base, 11: 2.0}).accuracy == pytest.approx(2 * gps.DOP_TO_METRES)
+    assert gps.parse_gps({**base, 11: 2.0, 31: 4.0}).accuracy == 4.0  # a stated error wins over DOP
+    assert gps.parse_gps({**base, 9: "V"}) is None  # receiver said: void
+    assert gps.parse_gps({**base, 2: (0.0,), 4: (0.0,)}) is None  # 0°, 0°: no fix
+    assert gps.parse_gps({**base, 2: (float("nan"), 0, 0)}) is None
+    assert gps.parse_gps({**base, 5: b"\x01"}).altitude == -400.0
 
 
 # --- a real model: five fountain photos with GPS from the ground truth ---------------------
@@ -155,8 +155,8 @@ def fountain_run(tmp_path_factory):
     rng = np.random.default_rng(0)
     for n in NAMES:
         enu = truth[n] + rng.normal(0, 0.02, 3) + ([40.0, 0, 0] if n == FAR else 0)
-        lat, lon, alt = georef.enu_to_geodetic(enu, ORIGIN)[0]
-        georef.write_gps(FOUNTAIN / n, photos / n, georef.GpsFix(lat, lon, alt, 0.02))
+        lat, lon, alt = gps.enu_to_geodetic(enu, ORIGIN)[0]
+        gps.write_gps(FOUNTAIN / n, photos / n, gps.GpsFix(lat, lon, alt, 0.02))
     out = root / "run"
     conf = {"features": {"resize_max": 320, "max_keypoints": 512}}
     result = pipeline.reconstruct(photos, out, conf)
@@ -196,10 +196,10 @@ def test_georeference_real_model(fountain_run, tmp_path):
     origin = (saved["latitude"], saved["longitude"], saved["altitude"])
     centres = _centres(out / "sparse" / "0")
     for n, c in centres.items():
-        enu = georef.geodetic_to_enu(georef.enu_to_geodetic(c, origin), ORIGIN)[0]
+        enu = gps.geodetic_to_enu(gps.enu_to_geodetic(c, origin), ORIGIN)[0]
         assert np.linalg.norm(enu - truth[n]) < 0.1, n  # 2 cm GPS noise, a 320 px model: 0.015-0.047 m today
     lat, lon, _ = saved["models"][0]["cameras"]["0004.jpg"]
-    assert np.linalg.norm(georef.geodetic_to_enu([lat, lon, 0], ORIGIN)[0, :2] - truth["0004.jpg"][:2]) < 0.1
+    assert np.linalg.norm(gps.geodetic_to_enu([lat, lon, 0], ORIGIN)[0, :2] - truth["0004.jpg"][:2]) < 0.1
     assert (out / "points.ply").read_bytes() == (out / "sparse" / "0" / "points.ply").read_bytes()
 
 
@@ -284,7 +284,7 @@ def test_bad_input_is_one_line_naming_the_file(fountain_run, tmp_path):
     few = tmp_path / "few"
     shutil.copytree(bare, few)
     for n in NAMES[:2]:
-        georef.write_gps(FOUNTAIN / n, few / n, georef.GpsFix(46.5, 6.5, 400.0))
+        gps.write_gps(FOUNTAIN / n, few / n, gps.GpsFix(46.5, 6.5, 400.0))
     with pytest.raises(
         LightsfmError, match=rf"^{re.escape(str(few))}: 2 of the model's 5 registered photos have GPS.*3$"
     ):

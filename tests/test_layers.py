@@ -14,7 +14,20 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "lightsfm"
 LAYERS = [
-    {"errors", "io", "device", "geometry", "plugins", "weights", "workspace", "executor", "images", "store", "masks"},
+    {
+        "errors",
+        "io",
+        "device",
+        "geometry",
+        "plugins",
+        "weights",
+        "workspace",
+        "executor",
+        "images",
+        "store",
+        "masks",
+        "gps",
+    },
     {"evaluate", "colmap", "checks"},
     {"orientation", "extract", "extractors", "match", "matchers", "pairs", "ensemble", "verify", "mapping", "dense"},
     {"config", "pipeline"},
