@@ -94,3 +94,27 @@ def test_prune_keeps_strong_pairs_and_each_images_best():
     # d has only weak pairs: its best one (c, d) stays so that d is not cut off
     assert prune(pairs, inliers, min_inliers=10, keep=1) == [("a", "b"), ("b", "c"), ("c", "d")]
     assert prune(pairs, {}, min_inliers=10, keep=1) == pairs  # no counts: nothing dropped
+
+
+def test_gps_pairs_only_where_gps_tells_photos_apart():
+    from lightsfm import gps
+    from lightsfm.pairs import nearby
+
+    origin = (46.5, 6.5, 400.0)
+    # a street of photos every 10 m along east, GPS good to 2 m: each pairs with its neighbours
+    street = gps.enu_to_geodetic(np.array([[10.0 * i, 0.0, 1.5] for i in range(8)]), origin)
+    fixes = {f"{i}.jpg": gps.GpsFix(float(a), float(b), float(c), 2.0) for i, (a, b, c) in enumerate(street)}
+    found = nearby.pairs_nearby(fixes, 2)
+    assert ("0.jpg", "1.jpg") in found and ("0.jpg", "2.jpg") in found and ("0.jpg", "3.jpg") not in found
+    assert ("3.jpg", "4.jpg") in found and ("3.jpg", "7.jpg") not in found
+    assert len(found) == len(set(found)) and all(a < b for a, b in found)
+    # the same photos within 3 m (an object walked around): GPS noise would pick the pairs
+    close = gps.enu_to_geodetic(np.array([[0.4 * i, 0.0, 1.5] for i in range(8)]), origin)
+    fixes = {f"{i}.jpg": gps.GpsFix(float(a), float(b), float(c), 2.0) for i, (a, b, c) in enumerate(close)}
+    assert nearby.pairs_nearby(fixes, 2) == []
+    # without a stated accuracy a phone's 5 m is assumed: photos every 10 m are too close
+    # (median 20 m from the middle, under 5 accuracies), every 20 m they pair
+    for step, pairs_found in ((10.0, 0), (20.0, 7)):
+        lla = gps.enu_to_geodetic(np.array([[step * i, 0.0, 1.5] for i in range(8)]), origin)
+        fixes = {f"{i}.jpg": gps.GpsFix(float(a), float(b), None) for i, (a, b, _) in enumerate(lla)}
+        assert len(nearby.pairs_nearby(fixes, 1)) == pairs_found

@@ -89,6 +89,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "features.nms_radius": (0, 64),
     "features.resize_max": (64, 20_000),
     "pairs.topk": (1, 100_000),
+    "pairs.gps_neighbours": (0, 1000),
     "pairs.overlap": (0, 100_000),
     "pairs.step_ratio": (0, 100),
     "pairs.loop_topk": (0, 100_000),

@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .. import orientation
+from .. import gps, orientation
 from ..io import atomic_write_text
-from . import exhaustive, retrieval, sequential
+from . import exhaustive, nearby, retrieval, sequential
 
 default_conf: dict[str, Any] = {
     "strategy": "auto",  # exhaustive | retrieval | auto
@@ -23,6 +23,9 @@ default_conf: dict[str, Any] = {
     # LightGlue pairs, fewer false ones; benchmarks/results/2026-11-26-session2-*-vs-sift.json).
     "prematch_min_inliers": 10,
     "prematch_keep": 3,
+    # Photos with EXIF GPS are also paired with this many nearest by position (0: never),
+    # where their GPS spread is several times its accuracy (lightsfm.pairs.nearby).
+    "gps_neighbours": 5,
     **retrieval.default_conf,
     **{k: v for k, v in sequential.default_conf.items() if k not in retrieval.default_conf},
 }
@@ -35,6 +38,7 @@ flags: dict[str, str | tuple[str, str]] = {
         "Skip pairs with fewer cheap inliers (found by --upright's matching); 0 keeps all.",
     ),
     "similarity_threshold": "retrieval: also pair above this.",
+    "gps_neighbours": "Also pair each photo with GPS with this many nearest by GPS (0: never).",
     "global_descriptor": "retrieval's image descriptor.",
     "dinov2_model": "DINOv2 size.",
     "dinov2_weights": "Official DINOv2 checkpoint (.pth).",
@@ -101,6 +105,16 @@ def main(
         path = Path(output) / f"pairs-{sequential.conf_tag(conf)}.txt"
     else:
         raise ValueError(f"unknown pairing strategy {strategy!r} (exhaustive, retrieval, sequential, auto)")
+    if strategy != "exhaustive" and conf["gps_neighbours"] > 0 and image_dir is not None:
+        have = set(pairs) | {(b, a) for a, b in pairs}
+        added = [
+            p
+            for p in nearby.pairs_nearby(gps.read_gps_folder(image_dir, names), conf["gps_neighbours"])
+            if p not in have
+        ]
+        if added:
+            pairs = pairs + added
+            path = path.with_name(f"{path.stem}-gps{conf['gps_neighbours']}.txt")
     if conf["prematch_min_inliers"] > 0:
         inliers = orientation.read_overlap(output)
         if inliers:
