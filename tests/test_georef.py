@@ -300,3 +300,16 @@ def test_bad_input_is_one_line_naming_the_file(fountain_run, tmp_path):
     with pytest.raises(LightsfmError, match=r"summary.json: not found"):
         georef.main(tmp_path / "empty")
     assert not (tmp_path / "empty").exists()  # nothing made where there was nothing
+
+
+@pytest.mark.data
+def test_gps_is_a_prior_of_mapping(fountain_run):
+    # GPS good to 2 cm over metres is informative: the mapper got each photo's position as a
+    # prior, robustly (the photo 40 m off stays where its matches put it)
+    run, _ = fountain_run
+    assert colmap.num_position_priors(run / "database.db") == len(NAMES)
+    photos = Path(json.loads((run / "summary.json").read_text())["image_dir"])
+    names, xyz = gps.enu_positions(gps.read_gps_folder(photos, NAMES))
+    centres = _centres(run / "sparse" / "0")  # as mapped, before any georeferencing
+    off = {n: float(np.linalg.norm(centres[n] - xyz[k])) for k, n in enumerate(names)}
+    assert off[FAR] > 30 and max(v for n, v in off.items() if n != FAR) < 0.05, off

@@ -194,6 +194,13 @@ def reconstruct(
     frames: Annotated[int, typer.Option(help="Video: frames to keep per clip (the sharpest of each stretch).")] = 300,
     every: Annotated[float | None, typer.Option(help="Video: one frame per this many seconds instead.")] = None,
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip writing OUT/report.html.")] = False,
+    georef: Annotated[
+        bool,
+        typer.Option(
+            "--georef/--no-georef",
+            help="With GPS in 3+ registered photos: the model in metres, east-north-up (OUT/georef.json).",
+        ),
+    ] = True,
     verbose: Verbose = False,
     conf=None,
 ) -> None:
@@ -210,6 +217,8 @@ def reconstruct(
                 image_dir, inputs = video.prepare_input(images, output, frames, every)
         result = pipeline.reconstruct(image_dir, output, conf(inputs))
         typer.echo(pipeline.format_summary(result))
+        if result.models and georef:
+            _georeference(output)
         if result.models and not no_report:
             from . import report as report_stage
 
@@ -223,6 +232,23 @@ def reconstruct(
             raise typer.Exit(EXIT_PARTIAL)
 
     _run(body, verbose)
+
+
+def _georeference(output: Path) -> None:
+    """The models put in east-north-up metres from the photos' GPS, when 3+ registered
+    photos carry it; a photo folder without GPS is left as it is."""
+    from . import georef as georef_stage
+    from .workspace import Workspace
+
+    try:
+        rec = georef_stage.main(output, gps=True)
+    except georef_stage.NotEnoughGpsError:
+        return  # (no GPS, or too little: nothing to say)
+    typer.echo(
+        f"georeferenced: {rec['agreed']}/{rec['photos_with_gps']} photos agree with their GPS "
+        f"(median {rec['median_residual_m']:.2f} m); outliers: {', '.join(rec['outliers']) or 'none'}; "
+        f"origin in {Workspace(output).georef}"
+    )
 
 
 @app.command()

@@ -270,3 +270,32 @@ def origin_of(fixes: dict[str, GpsFix], how: str = "mean") -> tuple[float, float
     lla = [[f.latitude, f.longitude, f.altitude if f.altitude is not None else 0.0] for f in fixes.values()]
     lat, lon, _ = ecef_to_geodetic(geodetic_to_ecef(np.array(lla)).mean(axis=0))[0]
     return (float(lat), float(lon), float(np.mean(alts)) if alts else 0.0)
+
+
+DEFAULT_ACCURACY_M = 5.0  # a phone's GPS when EXIF states none
+MIN_SPREAD = 5.0  # informative GPS: the photos' median distance from their middle, in accuracies
+
+
+def enu_positions(fixes: dict[str, GpsFix]) -> tuple[list[str], np.ndarray]:
+    """Names (sorted) and east-north-up metres (N, 3) about the photos' mean position; a
+    photo without altitude is put at the others' mean height."""
+    names = sorted(fixes)
+    o = origin_of(fixes)
+    lla = [[f.latitude, f.longitude, f.altitude if f.altitude is not None else o[2]] for f in (fixes[n] for n in names)]
+    return names, geodetic_to_enu(np.array(lla), o)
+
+
+def accuracy_m(fix: GpsFix) -> float:
+    """One-sigma position error: EXIF's, else a phone's."""
+    return fix.accuracy if fix.accuracy else DEFAULT_ACCURACY_M
+
+
+def informative(fixes: dict[str, GpsFix]) -> bool:
+    """Whether GPS can tell these photos apart: at least 3, spread over at least MIN_SPREAD
+    times their (median) accuracy. A capture walked around an object within a few metres
+    is not: its GPS is noise, for pairing and for the mapper alike."""
+    if len(fixes) < 3:
+        return False
+    _, xyz = enu_positions(fixes)
+    spread = float(np.median(np.linalg.norm(xyz - np.median(xyz, axis=0), axis=1)))
+    return spread >= MIN_SPREAD * float(np.median([accuracy_m(f) for f in fixes.values()]))

@@ -54,6 +54,9 @@ default_conf: dict[str, Any] = {
     # photos whose cameras are all known (verify.camera_params/cameras_file) keep them
     # (none); none, focal, all: refine no intrinsics, only focal lengths, or all of them.
     "refine_intrinsics": "auto",
+    # Photos' GPS positions as priors in bundle adjustment (pycolmap's use_prior_position),
+    # where the pipeline wrote them: GPS informative for the scene (lightsfm.gps.informative).
+    "gps_priors": True,
     # A camera without a focal prior (no EXIF) starts at 1.2 × its long side, sometimes far
     # off (the Middlebury rings: 768 px against ~1550 and ~3200). Where the first model moved
     # a camera's focal length by more than this share, the scene is mapped once more starting
@@ -97,6 +100,7 @@ flags: dict[str, str | tuple[str, str]] = {
     "abs_pose_min_num_inliers": ("--abs-pose-min-inliers", "Inliers to register an image."),
     "seed": "Random seed of the mapper.",
     "refine_intrinsics": "auto (none where every camera is known), none, focal or all.",
+    "gps_priors": ("--gps-priors/--no-gps-priors", "GPS positions as priors in mapping (where informative)."),
     "refocus_above": "Map again from the focal found when it moved more than this share (0: never).",
 }
 
@@ -287,6 +291,8 @@ def main(
     ``cameras_known``: every photo's intrinsics were given (``refine_intrinsics = auto`` then
     keeps them)."""
     conf = intrinsics_conf({**default_conf, **(conf or {})}, cameras_known)
+    # (pycolmap's mapper finds no model when asked to use priors that are not there)
+    conf["gps_priors"] = bool(conf["gps_priors"]) and colmap.num_position_priors(database) > 0
     output = Path(output)
     ws = Workspace(output)
     if conf["method"] not in ("auto", "incremental", "global", "best"):

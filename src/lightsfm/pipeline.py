@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import checks, colmap, config, ensemble, extract, mapping, match, orientation, pairs, verify
+from . import checks, colmap, config, ensemble, extract, gps, mapping, match, orientation, pairs, verify
 from .errors import LightsfmError
 from .executor import Executor, from_conf
 from .images import list_images, read_infos
@@ -162,7 +162,8 @@ def _reconstruct(
         stats.update(state.get("map_stats", {}))
     else:
         with timer("verify"):
-            vstats = verify.main(infos, pair_list, feature_file, match_file, database, conf["verify"], executor)
+            priors = _gps_priors(image_dir, names) if conf["mapping"]["gps_priors"] else {}
+            vstats = verify.main(infos, pair_list, feature_file, match_file, database, conf["verify"], executor, priors)
         stats["verified_pairs"] = vstats["verified"]
         with timer("map"):
             cameras_known = all(i.name in known for i in infos)
@@ -172,6 +173,16 @@ def _reconstruct(
     result = Result(output, models, len(names) + len(skipped), skipped, timer.timings, stats)
     ws.write_summary(result.summary())
     return result
+
+
+def _gps_priors(image_dir: Path, names: list[str]) -> dict[str, tuple[Any, float]]:
+    """Position priors from the photos' EXIF GPS (local east-north-up metres about their
+    mean, one-sigma accuracy), when GPS can tell them apart (lightsfm.gps.informative)."""
+    fixes = gps.read_gps_folder(image_dir, names)
+    if not gps.informative(fixes):
+        return {}
+    ordered, xyz = gps.enu_positions(fixes)
+    return {n: (xyz[k], gps.accuracy_m(fixes[n])) for k, n in enumerate(ordered)}
 
 
 def format_summary(result: Result) -> str:

@@ -132,8 +132,12 @@ def main(
     database: Path,
     conf: dict[str, Any] | None = None,
     executor: Executor | None = None,
+    priors: dict[str, tuple[np.ndarray, float]] | None = None,
 ) -> dict[str, Any]:
-    """Builds ``database`` from the features and verified matches; returns per-pair inlier counts."""
+    """Builds ``database`` from the features and verified matches; returns per-pair inlier counts.
+
+    ``priors``: position priors of photos (name → local metres (3,), one-sigma metres),
+    e.g. from GPS (lightsfm.gps), written for the mapper."""
     conf = {**default_conf, **(conf or {})}
     executor = executor or LocalExecutor()
     with h5py.File(feature_file, "r") as ff:
@@ -152,6 +156,8 @@ def main(
         if conf["method"] == "colmap":  # (COLMAP's estimator needs the cameras; MAGSAC++ does not)
             cameras = {c.camera_id: c for c in db.read_all_cameras()}
             cam_of = {im.name: cameras[im.camera_id] for im in db.read_all_images()}
+        if priors:
+            colmap.write_position_priors(db, {ids[n]: p for n, p in priors.items() if n in ids})
         task = VerifyTask(feature_file, match_file, conf, cam_of)
         todo = [(a, b) for a, b in pairs if a in ids and b in ids]
         stats: dict[str, Any] = {"pairs": 0, "verified": 0, "inliers": {}}

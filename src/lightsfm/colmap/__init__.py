@@ -48,12 +48,14 @@ from .database import (
     focal_lengths,
     matches_and_inliers,
     num_images,
+    num_position_priors,
     set_focal_lengths,
     split_cameras,
     transaction,
     two_view_geometry,
     two_view_options,
     verified_pairs,
+    write_position_priors,
 )
 
 __all__ = [
@@ -83,8 +85,10 @@ __all__ = [
     "poses_from_models",
     "read_model",
     "reregister",
+    "num_position_priors",
     "set_focal_lengths",
     "split_cameras",
+    "write_position_priors",
     "set_model",
     "set_verbose",
     "summary",
@@ -120,6 +124,10 @@ def mapper_options(conf: dict[str, Any]) -> pycolmap.IncrementalPipelineOptions:
     opts.ba_refine_focal_length = conf["refine_focal_length"]
     opts.ba_refine_principal_point = conf["refine_principal_point"]
     opts.ba_refine_extra_params = conf["refine_extra_params"]
+    # GPS positions (pose priors in the database) in bundle adjustment, robustly: a photo
+    # with its GPS far off is pulled, not obeyed
+    opts.use_prior_position = bool(conf.get("gps_priors"))
+    opts.use_robust_loss_on_prior_position = True
     opts.mapper.init_min_tri_angle = conf["init_min_tri_angle"]
     opts.mapper.init_min_num_inliers = conf["init_min_num_inliers"]
     opts.mapper.abs_pose_min_num_inliers = conf["abs_pose_min_num_inliers"]

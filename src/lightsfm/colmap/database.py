@@ -238,3 +238,23 @@ def cameras_moved(database: Path, rec: pycolmap.Reconstruction) -> list[str]:
     with pycolmap.Database.open(database) as db:
         in_db = {im.name: im.camera_id for im in db.read_all_images()}
     return sorted(im.name for im in rec.images.values() if in_db.get(im.name, im.camera_id) != im.camera_id)
+
+
+def write_position_priors(db: pycolmap.Database, priors: dict[int, tuple[np.ndarray, float]]) -> None:
+    """Position priors of images (image id → (x, y, z) in local metres, one-sigma error in
+    metres), for a mapper run with ``use_prior_position``."""
+    for image_id, (xyz, sigma) in priors.items():
+        image = db.read_image(image_id)
+        prior = pycolmap.PosePrior(
+            corr_data_id=image.data_id,
+            position=np.asarray(xyz, dtype=np.float64),
+            position_covariance=np.eye(3) * float(sigma) ** 2,
+            coordinate_system=pycolmap.PosePriorCoordinateSystem.CARTESIAN,
+        )
+        db.write_pose_prior(prior)
+
+
+def num_position_priors(database: Path) -> int:
+    """Images of the database with a position prior."""
+    with pycolmap.Database.open(database) as db:
+        return db.num_pose_priors()
