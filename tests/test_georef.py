@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -313,3 +314,24 @@ def test_gps_is_a_prior_of_mapping(fountain_run):
     centres = _centres(run / "sparse" / "0")  # as mapped, before any georeferencing
     off = {n: float(np.linalg.norm(centres[n] - xyz[k])) for k, n in enumerate(names)}
     assert off[FAR] > 30 and max(v for n, v in off.items() if n != FAR) < 0.05, off
+
+
+@pytest.mark.data
+def test_reconstruct_georeferences_photos_with_gps(fountain_run, tmp_path):
+    run, truth = fountain_run
+    photos = json.loads((run / "summary.json").read_text())["image_dir"]
+    out = tmp_path / "out"
+    args = ["reconstruct", photos, "-o", out, "--no-report"]
+    args += ["--set", "features.resize_max=320", "--set", "features.max_keypoints=512"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "lightsfm.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TQDM_DISABLE": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "georeferenced: 4/5 photos agree with their GPS" in proc.stdout and FAR in proc.stdout
+    record = json.loads((out / "georef.json").read_text())
+    origin = (record["latitude"], record["longitude"], record["altitude"])
+    for n, c in _centres(out / "sparse" / "0").items():
+        assert np.linalg.norm(gps.geodetic_to_enu(gps.enu_to_geodetic(c, origin), ORIGIN)[0] - truth[n]) < 0.1, n
