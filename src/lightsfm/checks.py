@@ -152,9 +152,13 @@ def check_model(
 
 
 def warning(mapper_record: dict[str, Any]) -> str | None:
-    """A one-paragraph warning when the kept model failed its checks (from ``sparse/mapper.json``)."""
-    found = mapper_record.get("checks", {}).get(mapper_record.get("kept", ""), {})
-    if not found.get("suspect"):
+    """A one-paragraph warning when a kept model failed its checks (from ``sparse/mapper.json``:
+    the main model's, or that of another group of linked photos, ``parts``)."""
+    for record in [mapper_record, *mapper_record.get("parts", [])]:
+        found = record.get("checks", {}).get(record.get("kept", ""), {})
+        if found.get("suspect"):
+            break
+    else:
         return None
     pairs = "; ".join(f"{a} - {b} ({n} inliers, {e:.0%} explained)" for a, b, n, e in found["contradicted"][:5])
     text = (

@@ -203,14 +203,15 @@ def refine_principal_points(
     return (trial if keep else rec), {"refined": keep, "why": why, "cameras": cameras}
 
 
-def _thin(models: list[pycolmap.Reconstruction], database: Path) -> bool:
-    """No model, images left out, or too few observations per image to trust it (the
-    threshold of the principal-point refinement): then the global mapper gets a try too."""
+def _thin(models: list[pycolmap.Reconstruction], num_images: int) -> bool:
+    """No model, images left out (of ``num_images``), or too few observations per image to
+    trust it (the threshold of the principal-point refinement): then the global mapper gets
+    a try too."""
     if not models:
         return True
     rec = models[0]
     return (
-        rec.num_reg_images() < colmap.num_images(database)
+        rec.num_reg_images() < num_images
         or rec.compute_mean_observations_per_reg_image() < MIN_OBSERVATIONS_FOR_PRINCIPAL_POINT
     )
 
@@ -222,6 +223,7 @@ def _check_and_repair(
     image_dir: Path,
     work_dir: Path,
     conf: dict[str, Any],
+    names: list[str] | None = None,
 ) -> tuple[pycolmap.Reconstruction, checks.ModelCheck, dict[str, Any]]:
     """Checks a model against the verified pairs; photos it misplaced are taken out and
     registered again from the rest of the model (kept when that explains the pairs better)."""
@@ -231,7 +233,8 @@ def _check_and_repair(
         misplaced = found.misplaced()
         if not misplaced:
             break
-        fixed = colmap.reregister(database, image_dir, rec, misplaced, work_dir, colmap.mapper_options(conf))
+        options = colmap.mapper_options(conf, names)
+        fixed = colmap.reregister(database, image_dir, rec, misplaced, work_dir, options)
         after = checks.check_model(fixed, evidence, conf["checks"])
         worse = after.unexplained_share() >= found.unexplained_share() or fixed.num_reg_images() < rec.num_reg_images()
         repair.setdefault("reregistered", []).extend(misplaced)
@@ -283,21 +286,39 @@ def intrinsics_conf(conf: dict[str, Any], cameras_known: bool) -> dict[str, Any]
     }
 
 
-def main(
-    database: Path, image_dir: Path, output: Path, conf: dict[str, Any] | None = None, cameras_known: bool = False
-) -> list[pycolmap.Reconstruction]:
-    """Maps the verified database into ``output/sparse/<k>``; returns the models, largest first.
+def _linked_groups(database: Path, evidence: dict, min_size: int) -> list[list[str]]:
+    """Names of the photos in each group linked by verified pairs (directly or through
+    others) with at least ``min_size`` photos, largest first."""
+    names = colmap.image_names(database)
+    parent = {i: i for i in names}
 
-    ``cameras_known``: every photo's intrinsics were given (``refine_intrinsics = auto`` then
-    keeps them)."""
-    conf = intrinsics_conf({**default_conf, **(conf or {})}, cameras_known)
-    # (pycolmap's mapper finds no model when asked to use priors that are not there)
-    conf["gps_priors"] = bool(conf["gps_priors"]) and colmap.num_position_priors(database) > 0
-    output = Path(output)
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b in evidence:
+        parent[root(a)] = root(b)
+    groups: dict[int, list[str]] = {}
+    for i, name in names.items():
+        groups.setdefault(root(i), []).append(name)
+    return sorted((sorted(g) for g in groups.values() if len(g) >= min_size), key=lambda g: (-len(g), g[0]))
+
+
+def _map_part(
+    database: Path,
+    image_dir: Path,
+    output: Path,
+    conf: dict[str, Any],
+    evidence: dict,
+    names: list[str] | None,
+) -> dict[str, Any]:
+    """Maps the photos ``names`` of the database (all when None): incremental, global too
+    where ``auto`` calls for it, the better kept, then once more from the focal lengths
+    found where they moved far (refocus)."""
     ws = Workspace(output)
-    if conf["method"] not in ("auto", "incremental", "global", "best"):
-        raise ValueError(f"unknown mapping method {conf['method']!r}; auto, incremental, global or best")
-    evidence = colmap.verified_pairs(database)
+    num_images = len(names) if names is not None else colmap.num_images(database)
 
     def map_once(db: Path) -> tuple[str, dict[str, list], dict[str, checks.ModelCheck], dict[str, dict]]:
         runs: dict[str, list[pycolmap.Reconstruction]] = {}
@@ -306,13 +327,13 @@ def main(
 
         def run(method: str) -> None:
             if method == "incremental":
-                models = colmap.incremental_mapping(db, image_dir, ws.sparse, colmap.mapper_options(conf))
+                models = colmap.incremental_mapping(db, image_dir, ws.sparse, colmap.mapper_options(conf, names))
             else:
-                models = colmap.global_mapping(db, image_dir, ws.sparse, colmap.global_options(conf))
+                models = colmap.global_mapping(db, image_dir, ws.sparse, colmap.global_options(conf, names))
             models = models[: conf["max_num_models"]]
             if models and conf["repair_rounds"] >= 0:
                 models[0], found[method], repair = _check_and_repair(
-                    models[0], evidence, db, image_dir, output / "sparse.repair", conf
+                    models[0], evidence, db, image_dir, output / "sparse.repair", conf, names
                 )
                 if repair:
                     repairs[method] = repair
@@ -322,7 +343,7 @@ def main(
             run("incremental")
         if conf["method"] in ("global", "best") or (
             conf["method"] == "auto"
-            and (_thin(runs["incremental"], db) or ("incremental" in found and found["incremental"].suspect()))
+            and (_thin(runs["incremental"], num_images) or ("incremental" in found and found["incremental"].suspect()))
         ):
             run("global")
         chosen = choose_model(runs, found)
@@ -350,8 +371,48 @@ def main(
         if _registered(runs[chosen]) < first_pass["registered"]:  # it placed fewer photos: keep the first
             chosen, runs, found, repairs = first
             first_pass["kept_first"] = True
+    return {
+        "images": num_images,
+        "models": runs[chosen],
+        "chosen": chosen,
+        "runs": runs,
+        "found": found,
+        "repairs": repairs,
+        "refocused": refocused,
+        "first_pass": first_pass,
+    }
+
+
+def main(
+    database: Path, image_dir: Path, output: Path, conf: dict[str, Any] | None = None, cameras_known: bool = False
+) -> list[pycolmap.Reconstruction]:
+    """Maps the verified database into ``output/sparse/<k>``; returns the models, largest first.
+
+    ``cameras_known``: every photo's intrinsics were given (``refine_intrinsics = auto`` then
+    keeps them)."""
+    conf = intrinsics_conf({**default_conf, **(conf or {})}, cameras_known)
+    # (pycolmap's mapper finds no model when asked to use priors that are not there)
+    conf["gps_priors"] = bool(conf["gps_priors"]) and colmap.num_position_priors(database) > 0
+    output = Path(output)
+    ws = Workspace(output)
+    if conf["method"] not in ("auto", "incremental", "global", "best"):
+        raise ValueError(f"unknown mapping method {conf['method']!r}; auto, incremental, global or best")
+    evidence = colmap.verified_pairs(database)
+    # Each group of photos linked by verified pairs is mapped on its own, with its own choice
+    # of mapper and refocus: in a folder of several scenes the mapper chosen for the largest
+    # one decided for all (the 309-photo mix split the dino ring in two models, 0.467,
+    # where alone it maps whole, 0.989).
+    parts = _linked_groups(database, evidence, conf["min_model_size"])
+    mapped = [
+        _map_part(database, image_dir, output, conf, evidence, names if len(parts) > 1 else None)
+        for names in parts or [None]
+    ]
+    models = sorted((m for part in mapped for m in part["models"]), key=lambda r: -r.num_reg_images())
+    models = models[: conf["max_num_models"] if len(parts) <= 1 else None]
+    main_part = max(mapped, key=lambda part: _registered(part["models"]))
+    chosen, runs, found, repairs = main_part["chosen"], main_part["runs"], main_part["found"], main_part["repairs"]
+    refocused, first_pass = main_part["refocused"], main_part["first_pass"]
     counts = {k: m[0].compute_num_observations() if m else 0 for k, m in runs.items()}
-    models = runs[chosen]
     principal_points = []
     if conf["final_principal_point"]:
         for k, rec in enumerate(models):
@@ -375,6 +436,17 @@ def main(
             "refocused": {str(c): [round(f0, 1), round(f1, 1)] for c, (f0, f1) in refocused.items()},
             "first_pass": first_pass,
         }
+        if len(mapped) > 1:  # the others: how each linked group was mapped
+            record["parts"] = [
+                {
+                    "images": part["images"],
+                    "kept": part["chosen"],
+                    "registered": [m.num_reg_images() for m in part["models"]],
+                    "refocused": {str(c): [round(f0, 1), round(f1, 1)] for c, (f0, f1) in part["refocused"].items()},
+                    "checks": {k: c.summary() for k, c in part["found"].items() if k == part["chosen"]},
+                }
+                for part in mapped
+            ]
         (sparse_tmp / MAPPER_FILE).write_text(json.dumps(record, indent=1))
     shutil.rmtree(ws.sparse, ignore_errors=True)
     if models:

@@ -46,6 +46,7 @@ from .database import (
     create_database,
     estimate_two_view_geometry,
     focal_lengths,
+    image_names,
     matches_and_inliers,
     num_images,
     num_position_priors,
@@ -72,6 +73,7 @@ __all__ = [
     "global_mapping",
     "global_options",
     "group_cameras",
+    "image_names",
     "incremental_mapping",
     "is_camera_model",
     "known_cameras",
@@ -112,9 +114,11 @@ def set_verbose(verbose: bool) -> None:
     pycolmap.logging.minloglevel = 0 if verbose else 3
 
 
-def mapper_options(conf: dict[str, Any]) -> pycolmap.IncrementalPipelineOptions:
-    """Incremental pipeline options from lightsfm's mapping conf (see mapping.default_conf)."""
+def mapper_options(conf: dict[str, Any], image_names: list[str] | None = None) -> pycolmap.IncrementalPipelineOptions:
+    """Incremental pipeline options from lightsfm's mapping conf (see mapping.default_conf);
+    ``image_names``: map only these photos of the database."""
     opts = pycolmap.IncrementalPipelineOptions()
+    opts.image_names = list(image_names or [])
     opts.min_model_size = conf["min_model_size"]
     opts.max_num_models = conf["max_num_models"]
     opts.multiple_models = conf["max_num_models"] > 1
@@ -193,9 +197,11 @@ def reregister(
     return max(models.values(), key=lambda r: r.num_reg_images()) if models else rec
 
 
-def global_options(conf: dict[str, Any]) -> pycolmap.GlobalPipelineOptions:
-    """Global (GLOMAP) pipeline options from lightsfm's mapping conf."""
+def global_options(conf: dict[str, Any], image_names: list[str] | None = None) -> pycolmap.GlobalPipelineOptions:
+    """Global (GLOMAP) pipeline options from lightsfm's mapping conf; ``image_names``: map
+    only these photos of the database."""
     opts = pycolmap.GlobalPipelineOptions()
+    opts.image_names = list(image_names or [])
     opts.min_model_size = conf["min_model_size"]
     opts.multiple_models = conf["max_num_models"] > 1
     opts.num_threads = conf.get("num_threads") or os.cpu_count() or 1

@@ -258,3 +258,9 @@ def num_position_priors(database: Path) -> int:
     """Images of the database with a position prior."""
     with pycolmap.Database.open(database) as db:
         return db.num_pose_priors()
+
+
+def image_names(database: Path) -> dict[int, str]:
+    """Each image's name by its id."""
+    with pycolmap.Database.open(database) as db:
+        return {im.image_id: im.name for im in db.read_all_images()}
