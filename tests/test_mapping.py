@@ -46,11 +46,11 @@ def test_auto_tries_the_global_mapper_only_for_a_thin_model(database, tmp_path, 
     models = mapping.main(database, TEMPLE_IMAGES, tmp_path / "auto", {"method": "auto"})
     # all 16 temple views register with ~400 observations each: no reason to try again
     assert models[0].num_reg_images() == 16 and not calls
-    assert mapping._thin(models, database) is False
+    assert mapping._thin(models, 16) is False
     # a model that leaves an image out, or none at all, is thin
     models[0].deregister_frame(next(iter(models[0].reg_frame_ids())))
-    assert mapping._thin(models, database) is True
-    assert mapping._thin([], database) is True
+    assert mapping._thin(models, 16) is True
+    assert mapping._thin([], 16) is True
 
 
 def test_unknown_method_is_an_error(database, tmp_path):
@@ -91,3 +91,18 @@ def test_a_focal_guess_far_off_maps_again_from_the_focal_found(database, tmp_pat
     assert mapping.read_mapper(tmp_path / "once")["refocused"] == {}
     mapping.main(database, TEMPLE_IMAGES, tmp_path / "close", {"refocus_above": 1.5})
     assert mapping.read_mapper(tmp_path / "close")["first_pass"] is None
+
+
+def test_linked_groups_are_the_verified_graphs_parts(database):
+    evidence = colmap.verified_pairs(database)
+    (group,) = mapping._linked_groups(database, evidence, 3)  # the temple ring: one group
+    assert len(group) == 16
+    names = colmap.image_names(database)
+    ids = sorted(names)
+    # cut the ring into two halves: two groups, largest first; too small ones left out
+    half = set(ids[:10])
+    cut = {p: m for p, m in evidence.items() if (p[0] in half) == (p[1] in half)}
+    groups = mapping._linked_groups(database, cut, 3)
+    assert [len(g) for g in groups] == [10, 6]
+    assert sorted(groups[0]) == sorted(names[i] for i in ids[:10])
+    assert mapping._linked_groups(database, cut, 7) == groups[:1]

@@ -224,6 +224,7 @@ def _check_and_repair(
     work_dir: Path,
     conf: dict[str, Any],
     names: list[str] | None = None,
+    priors: bool = False,
 ) -> tuple[pycolmap.Reconstruction, checks.ModelCheck, dict[str, Any]]:
     """Checks a model against the verified pairs; photos it misplaced are taken out and
     registered again from the rest of the model (kept when that explains the pairs better)."""
@@ -233,7 +234,7 @@ def _check_and_repair(
         misplaced = found.misplaced()
         if not misplaced:
             break
-        options = colmap.mapper_options(conf, names)
+        options = colmap.mapper_options(conf, names, priors)
         fixed = colmap.reregister(database, image_dir, rec, misplaced, work_dir, options)
         after = checks.check_model(fixed, evidence, conf["checks"])
         worse = after.unexplained_share() >= found.unexplained_share() or fixed.num_reg_images() < rec.num_reg_images()
@@ -313,10 +314,12 @@ def _map_part(
     conf: dict[str, Any],
     evidence: dict,
     names: list[str] | None,
+    priors: bool = False,
 ) -> dict[str, Any]:
     """Maps the photos ``names`` of the database (all when None): incremental, global too
     where ``auto`` calls for it, the better kept, then once more from the focal lengths
-    found where they moved far (refocus)."""
+    found where they moved far (refocus). ``priors``: the database's position priors in
+    bundle adjustment."""
     ws = Workspace(output)
     num_images = len(names) if names is not None else colmap.num_images(database)
 
@@ -327,13 +330,15 @@ def _map_part(
 
         def run(method: str) -> None:
             if method == "incremental":
-                models = colmap.incremental_mapping(db, image_dir, ws.sparse, colmap.mapper_options(conf, names))
+                models = colmap.incremental_mapping(
+                    db, image_dir, ws.sparse, colmap.mapper_options(conf, names, priors)
+                )
             else:
                 models = colmap.global_mapping(db, image_dir, ws.sparse, colmap.global_options(conf, names))
             models = models[: conf["max_num_models"]]
             if models and conf["repair_rounds"] >= 0:
                 models[0], found[method], repair = _check_and_repair(
-                    models[0], evidence, db, image_dir, output / "sparse.repair", conf, names
+                    models[0], evidence, db, image_dir, output / "sparse.repair", conf, names, priors
                 )
                 if repair:
                     repairs[method] = repair
@@ -392,7 +397,7 @@ def main(
     keeps them)."""
     conf = intrinsics_conf({**default_conf, **(conf or {})}, cameras_known)
     # (pycolmap's mapper finds no model when asked to use priors that are not there)
-    conf["gps_priors"] = bool(conf["gps_priors"]) and colmap.num_position_priors(database) > 0
+    priors = bool(conf["gps_priors"]) and colmap.num_position_priors(database) > 0
     output = Path(output)
     ws = Workspace(output)
     if conf["method"] not in ("auto", "incremental", "global", "best"):
@@ -404,7 +409,7 @@ def main(
     # where alone it maps whole, 0.989).
     parts = _linked_groups(database, evidence, conf["min_model_size"])
     mapped = [
-        _map_part(database, image_dir, output, conf, evidence, names if len(parts) > 1 else None)
+        _map_part(database, image_dir, output, conf, evidence, names if len(parts) > 1 else None, priors)
         for names in parts or [None]
     ]
     models = sorted((m for part in mapped for m in part["models"]), key=lambda r: -r.num_reg_images())

@@ -107,7 +107,7 @@ def main(output: Path, new_dir: Path, overrides: dict[str, Any] | None = None) -
                 "on another camera than the model's (photos of one size without EXIF that the new ones link "
                 "differently); run `lightsfm reconstruct` on all photos instead"
             )
-        options = colmap.mapper_options({**conf["mapping"], "gps_priors": False})  # (none in this database)
+        options = colmap.mapper_options(conf["mapping"])
         if {i.camera_key for i in new_infos} <= {i.camera_key for i in old_infos}:
             # every new photo is on one of the model's cameras: its intrinsics stay fixed too
             options.ba_refine_focal_length = options.ba_refine_principal_point = False

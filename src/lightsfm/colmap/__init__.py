@@ -114,9 +114,12 @@ def set_verbose(verbose: bool) -> None:
     pycolmap.logging.minloglevel = 0 if verbose else 3
 
 
-def mapper_options(conf: dict[str, Any], image_names: list[str] | None = None) -> pycolmap.IncrementalPipelineOptions:
+def mapper_options(
+    conf: dict[str, Any], image_names: list[str] | None = None, position_priors: bool = False
+) -> pycolmap.IncrementalPipelineOptions:
     """Incremental pipeline options from lightsfm's mapping conf (see mapping.default_conf);
-    ``image_names``: map only these photos of the database."""
+    ``image_names``: map only these photos of the database; ``position_priors``: use the
+    database's pose priors (there must be some: pycolmap maps nothing otherwise)."""
     opts = pycolmap.IncrementalPipelineOptions()
     opts.image_names = list(image_names or [])
     opts.min_model_size = conf["min_model_size"]
@@ -130,7 +133,7 @@ def mapper_options(conf: dict[str, Any], image_names: list[str] | None = None) -
     opts.ba_refine_extra_params = conf["refine_extra_params"]
     # GPS positions (pose priors in the database) in bundle adjustment, robustly: a photo
     # with its GPS far off is pulled, not obeyed
-    opts.use_prior_position = bool(conf.get("gps_priors"))
+    opts.use_prior_position = position_priors
     opts.use_robust_loss_on_prior_position = True
     opts.mapper.init_min_tri_angle = conf["init_min_tri_angle"]
     opts.mapper.init_min_num_inliers = conf["init_min_num_inliers"]
