@@ -72,6 +72,12 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=12, help="photos for the extraction throughput")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "2026-11-30-ray"))
     ap.add_argument("--no-reconstruct", action="store_true")
+    ap.add_argument(
+        "--executors",
+        default="local,local-1-thread,ray",
+        help="the whole reconstructions to time, of local, local-1-thread, ray (comma-separated)",
+    )
+    ap.add_argument("--skip-throughput", action="store_true", help="no overhead and extraction throughput runs")
     args = ap.parse_args()
 
     import ray
@@ -101,57 +107,62 @@ def main() -> None:
         rec["cluster_start_s"] = time.perf_counter() - t
         say(f"cluster of 2 one-CPU nodes up in {rec['cluster_start_s']:.1f} s (load {os.getloadavg()[0]:.1f})")
 
-        # -- overhead per task ------------------------------------------------------------
-        n1, nb = 400, 20000
-        with executor.RayExecutor(address) as ex:
-            rec["first_map_s"] = timed(lambda: list(ex.map(noop, range(2))))  # workers start
-            batched = timed(lambda: list(ex.map(noop, range(nb)))) / nb
-            ex.batch_size = 1
-            per_call = timed(lambda: list(ex.map(noop, range(n1)))) / n1
-        local = timed(lambda: list(executor.LocalExecutor().map(noop, range(nb)))) / nb
-        rec["overhead"] = {
-            "ray_first_map_s": rec["first_map_s"],
-            "ray_per_item_one_per_call_ms": per_call * 1e3,
-            "ray_per_item_batched_ms": batched * 1e3,
-            "local_per_item_ms": local * 1e3,
-        }
-        say(
-            f"no-op per item: ray {per_call * 1e3:.2f} ms one per call, {batched * 1e3:.3f} ms in batches; "
-            f"local {local * 1e3:.4f} ms; starting 2 workers {rec['first_map_s']:.1f} s"
-        )
-
-        # -- extraction throughput ---------------------------------------------------------
-        names = list_images(args.images)[: args.photos]
-        items = [(n, 0) for n in names]
-        task = extract.ExtractTask(args.images, extract.full_conf(None))
-        thr: dict = {}
-        for workers in (1, 2):
-            r = executor.RayExecutor(address, workers=workers)
-            warm = timed(lambda r=r, w=workers: list(r.map(task, items[:w])))  # worker start + model load
-            thr[f"ray_{workers}_workers"] = {"warmup_s": warm, "s": timed(lambda r=r: list(r.map(task, items)))}
-            r.close()
-        for threads in (0, 1):
-            loc = executor.LocalExecutor(threads)
-            warm = timed(lambda loc=loc: list(loc.map(task, items[:1])))
-            thr[f"local_{threads or os.cpu_count()}_threads"] = {
-                "warmup_s": warm,
-                "s": timed(lambda loc=loc: list(loc.map(task, items))),
+        if not args.skip_throughput:
+            # -- overhead per task ------------------------------------------------------------
+            n1, nb = 400, 20000
+            with executor.RayExecutor(address) as ex:
+                rec["first_map_s"] = timed(lambda: list(ex.map(noop, range(2))))  # workers start
+                batched = timed(lambda: list(ex.map(noop, range(nb)))) / nb
+                ex.batch_size = 1
+                per_call = timed(lambda: list(ex.map(noop, range(n1)))) / n1
+            local = timed(lambda: list(executor.LocalExecutor().map(noop, range(nb)))) / nb
+            rec["overhead"] = {
+                "ray_first_map_s": rec["first_map_s"],
+                "ray_per_item_one_per_call_ms": per_call * 1e3,
+                "ray_per_item_batched_ms": batched * 1e3,
+                "local_per_item_ms": local * 1e3,
             }
-        for k, v in thr.items():
-            v["photos_per_min"] = 60 * len(items) / v["s"]
-            say(f"extract {len(items)} photos, {k}: {v['s']:.1f} s ({v['photos_per_min']:.1f}/min)")
-        rec["extraction"] = {"photos": len(items), **thr}
-        rec["extraction"]["ray_2_over_1"] = thr["ray_1_workers"]["s"] / thr["ray_2_workers"]["s"]
-        say(f"ray 2 workers vs 1: {rec['extraction']['ray_2_over_1']:.2f}x")
+            say(
+                f"no-op per item: ray {per_call * 1e3:.2f} ms one per call, {batched * 1e3:.3f} ms in batches; "
+                f"local {local * 1e3:.4f} ms; starting 2 workers {rec['first_map_s']:.1f} s"
+            )
+
+            # -- extraction throughput ---------------------------------------------------------
+            names = list_images(args.images)[: args.photos]
+            items = [(n, 0) for n in names]
+            task = extract.ExtractTask(args.images, extract.full_conf(None))
+            thr: dict = {}
+            for workers in (1, 2):
+                r = executor.RayExecutor(address, workers=workers)
+                warm = timed(lambda r=r, w=workers: list(r.map(task, items[:w])))  # worker start + model load
+                thr[f"ray_{workers}_workers"] = {"warmup_s": warm, "s": timed(lambda r=r: list(r.map(task, items)))}
+                r.close()
+            for threads in (0, 1):
+                loc = executor.LocalExecutor(threads)
+                warm = timed(lambda loc=loc: list(loc.map(task, items[:1])))
+                thr[f"local_{threads or os.cpu_count()}_threads"] = {
+                    "warmup_s": warm,
+                    "s": timed(lambda loc=loc: list(loc.map(task, items))),
+                }
+            for k, v in thr.items():
+                v["photos_per_min"] = 60 * len(items) / v["s"]
+                say(f"extract {len(items)} photos, {k}: {v['s']:.1f} s ({v['photos_per_min']:.1f}/min)")
+            rec["extraction"] = {"photos": len(items), **thr}
+            rec["extraction"]["ray_2_over_1"] = thr["ray_1_workers"]["s"] / thr["ray_2_workers"]["s"]
+            say(f"ray 2 workers vs 1: {rec['extraction']['ray_2_over_1']:.2f}x")
 
         # -- whole reconstructions ---------------------------------------------------------
         if not args.no_reconstruct:
             runs = {}
-            for name, run in (
-                ("local", executor.LocalExecutor()),
-                ("local-1-thread", executor.LocalExecutor(1)),  # (no threads fighting over the 2 cores)
-                ("ray", executor.RayExecutor(address)),
+            chosen = args.executors.split(",")
+            for name, make in (
+                ("local", lambda: executor.LocalExecutor()),
+                ("local-1-thread", lambda: executor.LocalExecutor(1)),  # (no threads fighting over the 2 cores)
+                ("ray", lambda: executor.RayExecutor(address)),
             ):
+                if name not in chosen:
+                    continue
+                run = make()
                 out = Path(tmp) / f"out-{name}"
                 load = os.getloadavg()[0]
                 t = time.perf_counter()
@@ -175,7 +186,7 @@ def main() -> None:
                     + ", ".join(f"{k} {v:.1f}" for k, v in r["timings_s"].items())
                 )
             rec["reconstruct"] = runs
-            for name in ("local", "local-1-thread"):
+            for name in [n for n in ("local", "local-1-thread") if n in runs and "ray" in runs]:
                 rec["reconstruct"][f"{name}_over_ray"] = ratio = runs[name]["wall_s"] / runs["ray"]["wall_s"]
                 say(f"{name} / ray wall time: {ratio:.2f}")
         ray.shutdown()
