@@ -114,6 +114,14 @@ def test_bad_settings_name_the_value(tmp_path):
         config.load(overrides={"features": {"resize_max": 1e12}})
     with pytest.raises(LightsfmError, match=r"setting verify.camera_model = 'PINHOL': auto or a COLMAP camera model"):
         config.load(overrides={"verify": {"camera_model": "PINHOL"}})
+    for overrides, why in [
+        ({"verify": {"camera_params": "PINHOLE:1,2"}}, r"verify.camera_params = 'PINHOLE:1,2': PINHOLE takes 4 param"),
+        ({"mapping": {"refine_intrinsics": "some"}}, r"mapping.refine_intrinsics = 'some': one of auto, none, focal"),
+        ({"pairs": {"gps_neighbours": -1}}, r"pairs.gps_neighbours = -1: must be between 0 and 1000"),
+        ({"features": {"masks": 3}}, r"features.masks = 3: must be a file path"),
+    ]:
+        with pytest.raises(LightsfmError, match=rf"^setting {why}"):
+            config.load(overrides=overrides)
     f = tmp_path / "my.toml"
     f.write_text("features = 3\n")
     with pytest.raises(LightsfmError, match=f"{f}: setting features must be a table"):
