@@ -74,7 +74,7 @@ class LightGlueMatcher(Matcher):
 
         def prep(f: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
             return {
-                k: torch.from_numpy(np.asarray(f[k])).float()[None].to(self.device)
+                k: torch.from_numpy(np.array(f[k], dtype=np.float32))[None].to(self.device)  # (copy: see mnn)
                 for k in ("keypoints", "descriptors", "image_size")
             }
 

@@ -26,8 +26,9 @@ class MutualNNMatcher(Matcher):
         scores0 = np.zeros(n0, np.float16)
         if n0 < 2 or n1 < 2:
             return {"matches0": matches0, "scores0": scores0}
-        d0 = torch.from_numpy(feats0["descriptors"]).float().to(self.device)
-        d1 = torch.from_numpy(feats1["descriptors"]).float().to(self.device)
+        # (a float32 copy: arrays that come through Ray are read-only, which torch warns about)
+        d0 = torch.from_numpy(np.array(feats0["descriptors"], dtype=np.float32)).to(self.device)
+        d1 = torch.from_numpy(np.array(feats1["descriptors"], dtype=np.float32)).to(self.device)
         sim = d0 @ d1.T
         top = sim.topk(2, dim=1)
         best0, nn01 = top.values[:, 0], top.indices[:, 0]
