@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pycolmap
 import pytest
 
 from conftest import DATA
@@ -106,3 +107,22 @@ def test_linked_groups_are_the_verified_graphs_parts(database):
     assert [len(g) for g in groups] == [10, 6]
     assert sorted(groups[0]) == sorted(names[i] for i in ids[:10])
     assert mapping._linked_groups(database, cut, 7) == groups[:1]
+
+
+def test_a_global_join_needs_a_pair_strong_enough_to_register_an_image(database, tmp_path):
+    conf = dict(mapping.default_conf)
+    (rec,) = colmap.incremental_mapping(database, TEMPLE_IMAGES, tmp_path / "i", colmap.mapper_options(conf))[:1]
+    ids = sorted(im.image_id for im in rec.images.values() if im.has_pose)
+    halves = []
+    for keep in (set(ids[:8]), set(ids[8:])):  # the ring as two separate models
+        part = pycolmap.Reconstruction(rec)
+        for im in part.images.values():
+            if im.has_pose and im.image_id not in keep:
+                part.deregister_frame(im.frame_id)
+        halves.append(part)
+    evidence = colmap.verified_pairs(database)
+    assert mapping._join_supported(halves, rec, evidence, 30)  # neighbours on the ring: strong pairs
+    first = set(ids[:8])
+    weak = {p: m[:20] if (p[0] in first) != (p[1] in first) else m for p, m in evidence.items()}
+    assert not mapping._join_supported(halves, rec, weak, 30)  # every pair across: 20 inliers at most
+    assert mapping._join_supported([rec], rec, weak, 30)  # one model joins nothing

@@ -352,6 +352,18 @@ def _map_part(
         ):
             run("global")
         chosen = choose_model(runs, found)
+        if (
+            chosen == "global"
+            and runs.get("incremental")
+            and not _join_supported(runs["incremental"], runs["global"][0], evidence, conf["abs_pose_min_num_inliers"])
+        ):
+            # The global model joins photos incremental mapping kept in separate models, on
+            # no pair as strong as one image registration needs: an object turned over half-way
+            # (mold_gold_cape's first 79 photos: [42, 37], linked by pairs of 21, 18 and 16
+            # inliers) was joined 159 degrees off. Separate models are honest; a fold is not.
+            logger.info("mapping: the global model joins separate models on weak pairs only; kept the incremental ones")
+            repairs["global_join"] = "unsupported: the incremental models kept"
+            chosen = "incremental"
         if len(runs) > 1 and runs[chosen]:
             counts = {k: m[0].compute_num_observations() if m else 0 for k, m in runs.items()}
             logger.info("mapping: kept the %s model (observations: %s)", chosen, counts)
@@ -385,7 +397,36 @@ def _map_part(
         "repairs": repairs,
         "refocused": refocused,
         "first_pass": first_pass,
+        "global_join_unsupported": "global_join" in repairs,
     }
+
+
+def _join_supported(
+    separate: list[pycolmap.Reconstruction], joined: pycolmap.Reconstruction, evidence: dict, min_inliers: int
+) -> bool:
+    """Whether the photos of the ``separate`` models that ``joined`` holds are linked, within
+    ``joined``, by verified pairs of at least ``min_inliers`` inliers (each separate model's
+    photos counted as linked already, and so is a photo two of them share)."""
+    held = {im.image_id for im in joined.images.values() if im.has_pose}
+    parent = {i: i for i in held}
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    parts = []
+    for rec in separate:
+        ids = [im.image_id for im in rec.images.values() if im.has_pose and im.image_id in held]
+        for i in ids[1:]:
+            parent[root(i)] = root(ids[0])
+        if ids:
+            parts.append(ids[0])
+    for (a, b), matches in evidence.items():
+        if a in held and b in held and len(matches) >= min_inliers:
+            parent[root(a)] = root(b)
+    return len({root(i) for i in parts}) <= 1
 
 
 def main(
@@ -440,6 +481,7 @@ def main(
             "principal_points": principal_points,
             "refocused": {str(c): [round(f0, 1), round(f1, 1)] for c, (f0, f1) in refocused.items()},
             "first_pass": first_pass,
+            "global_join_unsupported": main_part["global_join_unsupported"],
         }
         if len(mapped) > 1:  # the others: how each linked group was mapped
             record["parts"] = [
@@ -448,6 +490,7 @@ def main(
                     "kept": part["chosen"],
                     "registered": [m.num_reg_images() for m in part["models"]],
                     "refocused": {str(c): [round(f0, 1), round(f1, 1)] for c, (f0, f1) in part["refocused"].items()},
+                    "global_join_unsupported": part["global_join_unsupported"],
                     "checks": {k: c.summary() for k, c in part["found"].items() if k == part["chosen"]},
                 }
                 for part in mapped
