@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from . import checks, colmap
 from .errors import ImageError
+from .graph import components
 from .images import load_image
 from .io import check_written
 from .workspace import Workspace
@@ -291,19 +292,10 @@ def _linked_groups(database: Path, evidence: dict, min_size: int) -> list[list[s
     """Names of the photos in each group linked by verified pairs (directly or through
     others) with at least ``min_size`` photos, largest first."""
     names = colmap.image_names(database)
-    parent = {i: i for i in names}
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for a, b in evidence:
-        parent[root(a)] = root(b)
+    part = components(names, evidence)
     groups: dict[int, list[str]] = {}
     for i, name in names.items():
-        groups.setdefault(root(i), []).append(name)
+        groups.setdefault(part[i], []).append(name)
     return sorted((sorted(g) for g in groups.values() if len(g) >= min_size), key=lambda g: (-len(g), g[0]))
 
 
@@ -408,25 +400,14 @@ def _join_supported(
     ``joined``, by verified pairs of at least ``min_inliers`` inliers (each separate model's
     photos counted as linked already, and so is a photo two of them share)."""
     held = {im.image_id for im in joined.images.values() if im.has_pose}
-    parent = {i: i for i in held}
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    parts = []
-    for rec in separate:
+    edges, firsts = [], []
+    for rec in separate:  # each separate model's photos: linked already
         ids = [im.image_id for im in rec.images.values() if im.has_pose and im.image_id in held]
-        for i in ids[1:]:
-            parent[root(i)] = root(ids[0])
-        if ids:
-            parts.append(ids[0])
-    for (a, b), matches in evidence.items():
-        if a in held and b in held and len(matches) >= min_inliers:
-            parent[root(a)] = root(b)
-    return len({root(i) for i in parts}) <= 1
+        edges += [(ids[0], i) for i in ids[1:]]
+        firsts += ids[:1]
+    edges += [(a, b) for (a, b), m in evidence.items() if a in held and b in held and len(m) >= min_inliers]
+    part = components(held, edges)
+    return len({part[i] for i in firsts}) <= 1
 
 
 def main(

@@ -32,6 +32,7 @@ from .errors import ImageError
 from .executor import Executor, LocalExecutor
 from .extractors.aliked import AlikedExtractor
 from .geometry import count_inliers
+from .graph import components
 from .images import load_image
 from .io import atomic_write_text
 from .matchers.mnn import MutualNNMatcher
@@ -86,19 +87,9 @@ def relative_turns(
 
 
 def _largest_group(names: list[str], edges: list[tuple[str, str]]) -> set[str]:
-    parent = {n: n for n in names}
-
-    def root(n: str) -> str:
-        while parent[n] != n:
-            parent[n] = parent[parent[n]]
-            n = parent[n]
-        return n
-
-    for a, b in edges:
-        parent[root(a)] = root(b)
     groups: dict[str, set[str]] = {}
-    for n in names:
-        groups.setdefault(root(n), set()).add(n)
+    for n, part in components(names, edges).items():
+        groups.setdefault(part, set()).add(n)
     return max(groups.values(), key=len) if groups else set()
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pycolmap
 
+from ..graph import components
 from ..images import ImageInfo
 from .cameras import KnownCamera, group_cameras, make_camera
 
@@ -205,21 +206,11 @@ def split_cameras(db: pycolmap.Database, linked: list[tuple[int, int]]) -> dict[
     other's intrinsics. The largest group keeps the camera; photos linked to nothing stay on
     it. Returns each new camera's id → the camera it was copied from and its image ids
     ([source, image ids…])."""
-    parent: dict[int, int] = {}
-
-    def root(i: int) -> int:
-        parent.setdefault(i, i)
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for a, b in linked:
-        parent[root(a)] = root(b)
+    part = components([], linked)  # (photos linked to nothing are in no part: they stay)
     groups: dict[int, dict[int, list[pycolmap.Image]]] = {}
     for image in db.read_all_images():
-        if image.image_id in parent:
-            groups.setdefault(image.camera_id, {}).setdefault(root(image.image_id), []).append(image)
+        if image.image_id in part:
+            groups.setdefault(image.camera_id, {}).setdefault(part[image.image_id], []).append(image)
     made: dict[int, list[int]] = {}
     for camera_id, parts in sorted(groups.items()):
         ordered = sorted(parts.values(), key=lambda p: (-len(p), min(i.image_id for i in p)))
