@@ -26,6 +26,7 @@ LAYERS = [
         "images",
         "store",
         "masks",
+        "graph",
         "gps",
     },
     {"evaluate", "colmap", "checks"},
