@@ -7,6 +7,12 @@ matches between photos on both sides of the fold were verified before mapping, a
 folded model cannot explain them. Each verified pair of registered photos is scored by the
 share of its inlier matches that lie on the epipolar lines of the model's relative pose
 (``explained``); a pair the model contradicts has many inliers and few explained.
+
+A single misplaced photo can pass that test: epipolar lines constrain a match in one
+direction only, and where a photo's matches cover a small part of it (an object on a dark
+background) a pose far off can still put them near their lines. Its 3D points cannot: each
+photo is also scored by the share of its 2D-3D correspondences (its matches to points the
+other photos triangulated) that its pose projects within ``max_error_px`` (``PhotoSupport``).
 """
 
 from __future__ import annotations
@@ -26,6 +32,10 @@ default_conf: dict[str, Any] = {
     "max_explained": 0.5,  # a strong pair with less of its inliers explained contradicts the model
     # A model whose strong pairs leave more of their inliers unexplained is suspect.
     "max_unexplained_share": 0.05,
+    # A photo with at least this many 2D-3D correspondences, less than ``max_explained`` of
+    # them reprojected, is misplaced: the mapper's own bar for registering a photo
+    # (``abs_pose_min_num_inliers``), so the correspondences could have placed it.
+    "min_correspondences": 30,
 }
 
 
@@ -38,10 +48,18 @@ class PairCheck:
 
 
 @dataclass
+class PhotoSupport:
+    name: str
+    correspondences: int  # its keypoints matched to points of the model seen by other photos
+    explained: float  # share of them its pose reprojects within max_error_px
+
+
+@dataclass
 class ModelCheck:
     """How well one model explains the verified pairs between its registered photos."""
 
     pairs: list[PairCheck] = field(default_factory=list)
+    photos: list[PhotoSupport] = field(default_factory=list)
     conf: dict[str, Any] = field(default_factory=lambda: dict(default_conf))
 
     def strong(self) -> list[PairCheck]:
@@ -56,13 +74,24 @@ class ModelCheck:
         total = sum(p.inliers for p in strong)
         return sum(p.inliers * (1 - p.explained) for p in strong) / total if total else 0.0
 
+    def unsupported(self) -> list[str]:
+        """Photos whose pose reprojects less than ``max_explained`` of their (at least
+        ``min_correspondences``) 2D-3D correspondences."""
+        return sorted(
+            p.name
+            for p in self.photos
+            if p.correspondences >= self.conf["min_correspondences"] and p.explained < self.conf["max_explained"]
+        )
+
     def misplaced(self) -> list[str]:
         """Photos whose strong pairs the model contradicts more than it explains (by inliers):
-        placed where their own matches say they are not. Taken greedily, worst first, each
-        one's pairs then set aside: a correct photo whose best pair is with a misplaced one
-        is not blamed for it. A correct model of a symmetric scene contradicts its few wrong
-        pairs, but each photo's correct pairs outweigh them."""
-        pairs, out = self.strong(), []
+        placed where their own matches say they are not; and the ``unsupported`` ones.
+        Taken greedily, worst first, each one's pairs then set aside: a correct photo whose
+        best pair is with a misplaced one is not blamed for it. A correct model of a
+        symmetric scene contradicts its few wrong pairs, but each photo's correct pairs
+        outweigh them."""
+        pairs, out = self.strong(), self.unsupported()
+        pairs = [p for p in pairs if p.image1 not in out and p.image2 not in out]
         while True:
             explained: dict[str, float] = defaultdict(float)
             unexplained: dict[str, float] = defaultdict(float)
@@ -86,6 +115,9 @@ class ModelCheck:
         return {
             "suspect": self.suspect(),
             "misplaced": self.misplaced(),
+            "unsupported": [
+                [p.name, p.correspondences, round(p.explained, 3)] for p in self.photos if p.name in self.unsupported()
+            ],
             "strong_pairs": len(self.strong()),
             "contradicted_pairs": len(bad),
             "unexplained_share": round(self.unexplained_share(), 4),
@@ -148,7 +180,45 @@ def check_model(
                 float(np.mean(err < conf["max_error_px"])),
             )
         )
+    check.photos = photo_support(rec, evidence, conf["max_error_px"])
     return check
+
+
+def photo_support(
+    rec: pycolmap.Reconstruction, evidence: dict[tuple[int, int], np.ndarray], max_error_px: float
+) -> list[PhotoSupport]:
+    """Each registered photo's 2D-3D correspondences through its verified matches (a keypoint
+    matched to a keypoint of another registered photo that observes a 3D point), and the share
+    its pose reprojects within ``max_error_px``."""
+    posed = [i for i, im in rec.images.items() if im.has_pose]
+    point_of = {}  # image id -> 3D point id of each keypoint (-1: none)
+    for i in posed:
+        points2d = rec.images[i].points2D
+        point_of[i] = np.array([p.point3D_id if p.has_point3D() else -1 for p in points2d], dtype=np.int64)
+    found: dict[int, dict[int, int]] = defaultdict(dict)  # image -> keypoint -> 3D point
+    for (id1, id2), matches in evidence.items():
+        if id1 not in point_of or id2 not in point_of:
+            continue
+        for mine, other, col_mine, col_other in ((id1, id2, 0, 1), (id2, id1, 1, 0)):
+            ids = point_of[other][matches[:, col_other]]
+            for k, pid in zip(matches[ids >= 0, col_mine].tolist(), ids[ids >= 0].tolist(), strict=True):
+                found[mine].setdefault(k, pid)
+    out = []
+    for i in posed:
+        if not found[i]:
+            continue
+        image = rec.images[i]
+        keys = np.fromiter(found[i].keys(), dtype=np.int64)
+        xyz = np.array([rec.points3D[pid].xyz for pid in found[i].values()], dtype=np.float64)
+        xy = np.array([image.points2D[int(k)].xy for k in keys], dtype=np.float64)
+        in_cam = np.asarray(image.cam_from_world() * xyz, dtype=np.float64).reshape(-1, 3)
+        ok = in_cam[:, 2] > 1e-9
+        err = np.full(len(keys), np.inf)
+        if ok.any():
+            proj = np.asarray(rec.cameras[image.camera_id].img_from_cam(in_cam[ok]), dtype=np.float64).reshape(-1, 2)
+            err[ok] = np.linalg.norm(proj - xy[ok], axis=1)
+        out.append(PhotoSupport(image.name, len(keys), float(np.mean(err < max_error_px))))
+    return out
 
 
 def warning(mapper_record: dict[str, Any]) -> str | None:

@@ -120,6 +120,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "mapping.principal_point_min_views": (1, 1_000_000),
     "mapping.checks.max_explained": (0, 1),
     "mapping.checks.max_unexplained_share": (0, 1),
+    "mapping.checks.min_correspondences": (1, 1_000_000),
     "dense.max_image_size": (64, 20_000),
     "dense.num_src": (1, 100),
     "dense.view_selection_angle": (0, 90),
