@@ -24,6 +24,10 @@ def test_cameras_are_shared_per_camera_identity():
     assert colmap.group_cameras(infos, "per-image") == [[i] for i in range(5)]
     with pytest.raises(ValueError, match="one size"):
         colmap.group_cameras(infos, "single")
+    # frames of two clips of one size: one camera per clip (photos among them as auto)
+    frames = [ImageInfo(n, 1280, 720) for n in ("walk_000000.jpg", "walk_000007.jpg", "back_000003.jpg", "x.jpg")]
+    assert colmap.group_cameras(frames, "auto") == [[0, 1, 2, 3]]
+    assert colmap.group_cameras(frames, "per-clip") == [[0, 1], [2], [3]]
 
 
 def test_camera_model_and_focal_prior():

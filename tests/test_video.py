@@ -159,6 +159,9 @@ def test_prepare_input(clip, tmp_path):
     assert conf["pairs"]["strategy"] == "sequential" and conf["verify"]["camera_mode"] == "single"
     assert conf["features"]["upright"] is False
     assert video.prepare_input(path, tmp_path / "out", target=20)[0] == image_dir
+    (folder / "back.mp4").symlink_to(path)  # two clips: a camera each
+    image_dir, conf = video.prepare_input(folder, tmp_path / "two", target=20)
+    assert conf["verify"]["camera_mode"] == "per-clip" and len(list(image_dir.glob("back_*.jpg"))) == 20
     assert video.prepare_input(PHOTOS, tmp_path / "photos") == (PHOTOS, {})
     with pytest.raises(LightsfmError, match="not a folder of photos or a video"):
         video.prepare_input(PHOTOS / "1.jpg", tmp_path / "x")

@@ -73,7 +73,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "matching.first": tuple(matchers.available()),
     "matching.second": tuple(matchers.available()),
     "verify.method": ("magsac", "colmap"),
-    "verify.camera_mode": ("auto", "single", "per-image"),
+    "verify.camera_mode": ("auto", "per-clip", "single", "per-image"),
     "mapping.method": ("auto", "incremental", "global", "best"),
     "mapping.refine_intrinsics": ("auto", "none", "focal", "all"),
     "dense.backend": ("torch", "colmap-cuda"),

@@ -10,6 +10,7 @@ import hashlib
 import logging
 import math
 import os
+import re
 import stat
 import warnings
 from dataclasses import dataclass
@@ -21,6 +22,16 @@ from PIL import Image, UnidentifiedImageError
 from .errors import ImageError, LightsfmError, printable
 
 logger = logging.getLogger(__name__)
+
+# A video frame as lightsfm.video writes it: <clip stem>_<frame index, 6 digits or more>.<ext>
+_FRAME_NAME = re.compile(r"(?P<clip>.*)_(?P<index>\d{6,})\.[^./]+")
+
+
+def frame_of(name: str) -> tuple[str, int] | None:
+    """(clip, frame index) of an image named as a video frame, else None."""
+    m = _FRAME_NAME.fullmatch(name)
+    return (m["clip"], int(m["index"])) if m else None
+
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
 # Photo formats people have but we cannot decode: listed so that they are reported, not ignored.

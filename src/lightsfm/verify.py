@@ -32,7 +32,7 @@ default_conf: dict[str, Any] = {
     "max_iterations": 10000,
     "min_inliers": 15,
     "min_match_score": 0.0,  # drop matches the matcher was less sure of before RANSAC
-    "camera_mode": "auto",  # auto | single | per-image
+    "camera_mode": "auto",  # auto | per-clip | single | per-image
     "camera_model": "auto",  # auto (radial with EXIF, pinhole without) or a COLMAP model name
     # Known intrinsics: one camera for every photo ("OPENCV:fx,fy,cx,cy,k1,k2,p1,p2"), or a
     # file of "GLOB MODEL:v1,v2,…" lines; these photos' cameras stay as given unless
@@ -44,7 +44,10 @@ flags: dict[str, str | tuple[str, str]] = {
     "method": ("--verifier", "RANSAC: magsac (OpenCV) or colmap."),
     "threshold": ("--ransac-threshold", "Epipolar error (px at feature size)."),
     "min_inliers": "Verified pairs need this many inliers.",
-    "camera_mode": "auto (shared per camera and per linked group of photos), single, per-image.",
+    "camera_mode": (
+        "auto (shared per camera and per linked group of photos), per-clip (auto, and one per video clip), "
+        "single, per-image."
+    ),
     "camera_model": "auto (SIMPLE_RADIAL with EXIF, SIMPLE_PINHOLE without) or a COLMAP model.",
     "min_match_score": "Drop matches scored below this before RANSAC.",
     "camera_params": "Known intrinsics of every photo: MODEL:v1,v2,… (e.g. PINHOLE:fx,fy,cx,cy).",
@@ -172,7 +175,7 @@ def main(
                 db.write_two_view_geometry(ids[a], ids[b], tvg)
                 stats["verified"] += 1
                 stats["inliers"][(a, b)] = len(tvg.inlier_matches)
-            if conf["camera_mode"] == "auto":
+            if conf["camera_mode"] in ("auto", "per-clip"):
                 # one camera per scene, not per image size: the 309-photo mix mapped the dino
                 # on the temple's camera (both 640×480 without EXIF) and scored 0.293, not 0.945
                 linked = [(ids[a], ids[b]) for a, b in stats["inliers"]]

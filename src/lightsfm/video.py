@@ -301,7 +301,8 @@ def prepare_input(
     overrides: dict[str, Any] = {
         "pairs": {"strategy": "sequential"},
         "features": {"upright": False},
-        # one clip: one camera, whatever sizes say; several: one per size (auto, no EXIF)
-        "verify": {"camera_mode": "single" if len(clips) == 1 else "auto"},
+        # one clip: one camera, whatever sizes say; several: one per clip (frames carry no EXIF,
+        # so clips of one size would otherwise share one, focal length and all)
+        "verify": {"camera_mode": "single" if len(clips) == 1 else "per-clip"},
     }
     return frames, overrides

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pycolmap
 
-from ..images import ImageInfo
+from ..images import ImageInfo, frame_of
 
-CAMERA_MODES = ("auto", "single", "per-image")
+CAMERA_MODES = ("auto", "per-clip", "single", "per-image")
 CAMERA_MODELS = ("auto", "SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
 
 
@@ -100,7 +100,9 @@ def group_cameras(
 
     Photos with a ``known`` camera share it with the photos of the same known camera and
     size; for the others, ``auto``: same size and same EXIF make/model/focal (images without
-    EXIF and of the same size are one camera); ``single``: one camera for all; ``per-image``.
+    EXIF and of the same size are one camera); ``per-clip``: as auto, and video frames
+    (``<clip>_<index>.jpg``) share a camera only with frames of their own clip; ``single``:
+    one camera for all; ``per-image``.
     """
     known = known or {}
     given: dict[tuple, list[int]] = defaultdict(list)
@@ -119,11 +121,12 @@ def group_cameras(
         if len(sizes) > 1:
             raise ValueError(f"camera mode 'single' needs images of one size; found {sorted(sizes)}")
         return [list(range(len(infos)))]
-    if mode != "auto":
+    if mode not in ("auto", "per-clip"):
         raise ValueError(f"unknown camera mode {mode!r}; one of {', '.join(CAMERA_MODES)}")
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, info in enumerate(infos):
-        groups[info.camera_key].append(i)
+        clip = (frame_of(info.name) or ("",))[0] if mode == "per-clip" else ""
+        groups[(clip, info.camera_key)].append(i)
     return list(groups.values())
 
 

@@ -16,12 +16,12 @@ is paired with
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..images import frame_of
 from . import dinov2, retrieval, vlad
 
 logger = logging.getLogger(__name__)
@@ -39,8 +39,6 @@ flags: dict[str, str | tuple[str, str]] = {
     "loop_topk": "sequential: loop closures per frame by retrieval (0: none).",
 }
 
-_FRAME = re.compile(r"(?P<clip>.*)_(?P<index>\d{6,})\.[^./]+")
-
 
 def conf_tag(conf: dict[str, Any]) -> str:
     """The part of the pair file's name that tells which settings made it."""
@@ -55,9 +53,9 @@ def sequences(names: list[str]) -> list[list[str]]:
     clips: dict[str, list[tuple[int, str]]] = {}
     others = []
     for n in names:
-        m = _FRAME.fullmatch(n)
-        if m:
-            clips.setdefault(m["clip"], []).append((int(m["index"]), n))
+        frame = frame_of(n)
+        if frame:
+            clips.setdefault(frame[0], []).append((frame[1], n))
         else:
             others.append(n)
     out = [[n for _, n in sorted(frames)] for _, frames in sorted(clips.items())]
