@@ -1,7 +1,7 @@
 """Adding photos to a model against reconstructing all of them at once.
 
     python benchmarks/register.py [--data ../shared/data] [--scene strecha/fountain-P11 ...]
-                                  [--out outputs/register] [--set section.key=value ...]
+                                  [--out outputs/register] [--set section.key=value ...] [--refine-all]
 
 For each scene: one-shot reconstruction of every photo; then the first two thirds (in
 name order) reconstructed alone and the last third added with `lightsfm register` from a
@@ -40,6 +40,7 @@ def main() -> None:
     ap.add_argument("--scene", action="append", default=None)
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "register")
     ap.add_argument("--set", action="append", default=[])
+    ap.add_argument("--refine-all", action="store_true", help="register --refine-all: the whole grown model adjusted")
     args = ap.parse_args()
     overrides: dict = {}
     for text in args.set:
@@ -74,7 +75,7 @@ def main() -> None:
         first_s = time.perf_counter() - t
         old = {im.name: im.cam_from_world().matrix() for im in first.models[0].images.values() if im.has_pose}
         t = time.perf_counter()
-        record = register.main(out / "grown", out / "later")
+        record = register.main(out / "grown", out / "later", refine_all=args.refine_all)
         register_s = time.perf_counter() - t
         grown = colmap.read_model(out / "grown" / "sparse" / "0")
         poses = {im.name: im.cam_from_world().matrix() for im in grown.images.values() if im.has_pose}
@@ -99,7 +100,8 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "register.json").write_text(json.dumps({"conf": conf, "rows": rows}, indent=1))
+    record = {"conf": conf, "refine_all": args.refine_all, "rows": rows}
+    (args.out / "register.json").write_text(json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":

@@ -539,6 +539,14 @@ def export(
 def register_cmd(
     output: Annotated[Path, typer.Argument(help="Output folder of a finished run.")],
     images: Annotated[Path, typer.Argument(help="Folder of new photos (or the run's own folder, with photos added).")],
+    refine_all: Annotated[
+        bool,
+        typer.Option(
+            "--refine-all",
+            help="Then bundle-adjust the whole grown model: old poses and cameras move too (a model of few "
+            "photos gains the precision of all).",
+        ),
+    ] = False,
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip rewriting OUT/report.html.")] = False,
     verbose: Verbose = False,
 ) -> None:
@@ -546,7 +554,7 @@ def register_cmd(
     from . import register
 
     def body() -> None:
-        record = register.main(output, images)
+        record = register.main(output, images, refine_all=refine_all)
         typer.echo(register.format_record(record))
         if not no_report:
             from . import report as report_stage

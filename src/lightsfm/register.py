@@ -56,9 +56,17 @@ def _photo_folder(ws: Workspace, old_dir: Path, old_names: list[str], new_dir: P
     return folder, new_names
 
 
-def main(output: Path, new_dir: Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def main(
+    output: Path, new_dir: Path, overrides: dict[str, Any] | None = None, refine_all: bool = False
+) -> dict[str, Any]:
     """Registers the photos of ``new_dir`` into the model of the run in ``output``; returns
-    what registered and why the others did not (also in summary.json's ``register``)."""
+    what registered and why the others did not (also in summary.json's ``register``).
+
+    The model's poses and cameras stay as they were, unless ``refine_all``: then one bundle
+    adjustment of the whole grown model follows (old poses and intrinsics move, principal
+    points as in mapping's final rule). A model mapped from few photos is less precise than
+    one of all photos, and fixed poses keep it so: fountain-P11's first 7 photos score 0.929
+    among themselves, against 0.986 in a model of all 11 (benchmarks/register.py)."""
     ws = Workspace(output)
     summary = ws.summary()
     models = mapping.load_models(ws.output)
@@ -113,6 +121,16 @@ def main(output: Path, new_dir: Path, overrides: dict[str, Any] | None = None) -
             options.ba_refine_focal_length = options.ba_refine_principal_point = False
             options.ba_refine_extra_params = False
         grown = colmap.reregister(ws.database, image_dir, models[0], [], ws.output / "register.tmp", options)
+        refined: dict[str, Any] | None = None
+        if refine_all:
+            known = verify.known_cameras(infos, conf["verify"])
+            mconf = {**mapping.default_conf, **conf["mapping"]}
+            mconf = mapping.intrinsics_conf(mconf, all(i.name in known for i in infos))
+            threads = mconf.get("num_threads") or os.cpu_count() or 1
+            grown = colmap.bundle.adjust(grown, mconf["refine_focal_length"], mconf["refine_extra_params"], threads)
+            refined = {"principal_points": None}
+            if mconf["final_principal_point"]:
+                grown, refined["principal_points"] = mapping.refine_principal_points(grown, mconf)
         mapping.point_colors(image_dir, grown)
         models[0] = grown
         tmp = ws.output / "sparse.tmp"
@@ -144,6 +162,7 @@ def main(output: Path, new_dir: Path, overrides: dict[str, Any] | None = None) -
             },
             "skipped": skipped,
             "pairs_matched": len(added_pairs),
+            "refined_all": refined,
             "wall_s": round(time.perf_counter() - t0, 2),
         }
         posed = {im.name for m in models for im in m.images.values() if im.has_pose}

@@ -12,6 +12,29 @@ import numpy as np
 import pycolmap
 
 
+def adjust(
+    rec: pycolmap.Reconstruction, refine_focal_length: bool, refine_extra_params: bool, num_threads: int
+) -> pycolmap.Reconstruction:
+    """A copy of ``rec`` after one bundle adjustment of all its registered images and points
+    (principal points held)."""
+    out = pycolmap.Reconstruction(rec)
+    opts = pycolmap.BundleAdjustmentOptions()
+    opts.print_summary = False
+    opts.refine_principal_point = False
+    opts.refine_focal_length = refine_focal_length
+    opts.refine_extra_params = refine_extra_params
+    opts.ceres.solver_options.num_threads = num_threads
+    ba_conf = pycolmap.BundleAdjustmentConfig()
+    for image_id in out.reg_image_ids():
+        ba_conf.add_image(image_id)
+    ba_conf.fix_gauge(pycolmap.BundleAdjustmentGauge.THREE_POINTS)
+    level = pycolmap.logging.minloglevel
+    with _stderr_silenced(level >= 1):
+        pycolmap.create_default_ceres_bundle_adjuster(opts, ba_conf, out).solve()
+    pycolmap.logging.minloglevel = level
+    return out
+
+
 def adjust_with_principal_points(
     rec: pycolmap.Reconstruction, refine_focal_length: bool, refine_extra_params: bool, num_threads: int
 ) -> tuple[pycolmap.Reconstruction, dict[int, np.ndarray]]:
