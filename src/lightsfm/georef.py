@@ -58,7 +58,7 @@ _THIN = 0.01  # a 3-photo set whose second extent is under 1 % of its first is a
 
 GEOREF_FILE = Workspace.GEOREF
 ALIGN_FILE = Workspace.ALIGN
-_TMP, _OLD = "sparse.georef.tmp", "sparse.georef.old"
+_TMP, _OLD = Workspace.SPARSE_NEW, Workspace.SPARSE_OLD  # (see Workspace.replace_models)
 
 
 class NotEnoughGpsError(LightsfmError):
@@ -278,12 +278,7 @@ def level_model(rec: Any) -> tuple[Any, dict[str, Any]]:
 
 def _recover(output: Path) -> None:
     """Undoes a swap a killed run left half done: the old models go back into place."""
-    sparse, tmp, old = Workspace(output).sparse, output / _TMP, output / _OLD
-    if old.is_dir() and not sparse.exists():
-        os.replace(old, sparse)
-        logger.warning("%s: restored the models a killed georeferencing run had moved aside", sparse)
-    shutil.rmtree(old, ignore_errors=True)
-    shutil.rmtree(tmp, ignore_errors=True)
+    Workspace(output).remove_temporaries()
 
 
 def _write_models(output: Path, models: list[Any], record_name: str, record: dict[str, Any]) -> None:
@@ -291,12 +286,12 @@ def _write_models(output: Path, models: list[Any], record_name: str, record: dic
     so the record goes with the models it describes), then copies the record to
     ``output/<record_name>`` and the largest model's cloud to ``output/points.ply``.
 
-    Everything is written to ``sparse.georef.tmp`` first; only then is the old folder moved
-    aside and the new one renamed into place (a run killed between the two renames is
-    undone by the next run, see _recover).
+    Everything is written to ``sparse.new.tmp`` first; only then is the old folder moved
+    aside and the new one renamed into place (``Workspace.replace_models``; a run killed
+    between the two renames is undone by the next run, see _recover).
     """
     ws = Workspace(output)
-    sparse, tmp, old = ws.sparse, output / _TMP, output / _OLD
+    sparse, tmp = ws.sparse, ws.sparse_new
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for k, rec in enumerate(models):
@@ -307,9 +302,7 @@ def _write_models(output: Path, models: list[Any], record_name: str, record: dic
             shutil.copyfile(f, tmp / f.name)
     text = json.dumps(record, indent=1)
     (tmp / record_name).write_text(text)
-    os.replace(sparse, old)
-    os.replace(tmp, sparse)
-    shutil.rmtree(old, ignore_errors=True)
+    ws.replace_models()
     for stale in (GEOREF_FILE, ALIGN_FILE):
         (output / stale).unlink(missing_ok=True)
     atomic_write_text(output / record_name, text)

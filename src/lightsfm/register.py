@@ -69,16 +69,16 @@ def main(
     among themselves, against 0.986 in a model of all 11 (benchmarks/register.py)."""
     ws = Workspace(output)
     summary = ws.summary()
-    models = mapping.load_models(ws.output)
-    if not models:
-        raise LightsfmError(f"{ws.sparse}: no model to add photos to; run `lightsfm reconstruct` first")
     if not Path(new_dir).is_dir():
         raise LightsfmError(f"{new_dir}: not a folder of photos")
     conf = config.merge(config.merge(config.defaults(), summary["conf"]), overrides or {})
     config.validate(conf)
     t0 = time.perf_counter()
     with output_lock(ws.output):
-        ws.remove_temporaries()
+        ws.remove_temporaries()  # (first: a run killed while replacing the models left them aside)
+        models = mapping.load_models(ws.output)
+        if not models:
+            raise LightsfmError(f"{ws.sparse}: no model to add photos to; run `lightsfm reconstruct` first")
         old_dir, old_names = Path(summary["image_dir"]), list(summary["image_names"])
         image_dir, new_names = _photo_folder(ws, old_dir, old_names, Path(new_dir))
         if not new_names:
@@ -133,18 +133,14 @@ def main(
                 grown, refined["principal_points"] = mapping.refine_principal_points(grown, mconf)
         mapping.point_colors(image_dir, grown)
         models[0] = grown
-        tmp = ws.output / "sparse.tmp"
+        tmp = ws.sparse_new
         shutil.rmtree(tmp, ignore_errors=True)
         for k, rec in enumerate(models):
             (tmp / str(k)).mkdir(parents=True)
             mapping.write_model(rec, tmp / str(k))
         if ws.mapper.exists():
             shutil.copyfile(ws.mapper, tmp / ws.mapper.name)
-        old = ws.output / "sparse.old.tmp"  # (a kill between the renames: the next run's cleanup drops it)
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(ws.sparse, old)
-        os.replace(tmp, ws.sparse)
-        shutil.rmtree(old, ignore_errors=True)
+        ws.replace_models()  # (killed between its renames: the next run puts the old models back)
         shutil.copyfile(ws.model(0) / "points.ply", ws.output / "points.ply.tmp")
         os.replace(ws.output / "points.ply.tmp", ws.points)
         registered = {im.name for im in grown.images.values() if im.has_pose}

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from .errors import LightsfmError
 from .io import atomic_write_text
+
+logger = logging.getLogger(__name__)
 
 
 def fingerprint(*parts: Any) -> str:
@@ -57,6 +61,12 @@ class Workspace:
     summary_file = property(lambda self: self.output / "summary.json")
     state_file = property(lambda self: self.output / "state.json")
     sparse = property(lambda self: self.output / "sparse")
+    # A finished run's models are replaced (register, georef) by writing sparse.new.tmp in
+    # full, then moving sparse aside to sparse.old (not *.tmp: killed between the two
+    # renames, it is the only whole copy) and renaming the new folder into place.
+    SPARSE_NEW, SPARSE_OLD = "sparse.new.tmp", "sparse.old"
+    sparse_new = property(lambda self: self.output / self.SPARSE_NEW)
+    sparse_old = property(lambda self: self.output / self.SPARSE_OLD)
     mapper = property(lambda self: self.sparse / self.MAPPER)  # which mapper made the models, their checks
     points = property(lambda self: self.output / "points.ply")
     report = property(lambda self: self.output / "report.html")
@@ -82,9 +92,21 @@ class Workspace:
     def state(self) -> State:
         return State(self.state_file)
 
+    def replace_models(self) -> None:
+        """Puts the models written in full to ``sparse_new`` in place of ``sparse``."""
+        shutil.rmtree(self.sparse_old, ignore_errors=True)
+        os.replace(self.sparse, self.sparse_old)
+        os.replace(self.sparse_new, self.sparse)
+        shutil.rmtree(self.sparse_old)
+
     def remove_temporaries(self) -> None:
         """Drops what a killed run left half-written (``*.tmp``); the files they were to
-        replace are intact."""
+        replace are intact. A run killed between the two renames of ``replace_models`` gets
+        its models back."""
+        if self.sparse_old.is_dir() and not self.sparse.exists():
+            os.replace(self.sparse_old, self.sparse)
+            logger.warning("%s: restored the models a killed run had moved aside", self.sparse)
+        shutil.rmtree(self.sparse_old, ignore_errors=True)
         for stale in self.output.glob("*.tmp"):
             shutil.rmtree(stale) if stale.is_dir() else stale.unlink()  # (sparse.tmp is a folder)
 
