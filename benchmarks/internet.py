@@ -2,6 +2,7 @@
 and EXIF focal lengths that are wrong, against the same photos as shot.
 
     python benchmarks/internet.py [--data ../shared/data] [--scene strecha/fountain-P11] [--out outputs/internet]
+        [--set section.key=value ...]
 
 The photos are copied with EXIF written into them (seeded): every other photo claims to be
 from a second camera make; the true 35 mm-equivalent focal for half of them, one 1.6 times
@@ -25,7 +26,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import cv2  # noqa: F401  (before pycolmap)
 import numpy as np
 import pycolmap
-from benchmark import score
+from benchmark import parse_set, score
 from PIL import Image
 
 from lightsfm import config, imc, pipeline
@@ -69,6 +70,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--scene", default="strecha/fountain-P11")
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "internet")
+    ap.add_argument("--set", action="append", default=[], help="override, e.g. verify.camera_model=SIMPLE_PINHOLE")
     args = ap.parse_args()
     pycolmap.logging.minloglevel = 2
     ds, sc = args.scene.split("/")
@@ -80,7 +82,7 @@ def main() -> None:
     cal = {r["image_path"]: r for r in csv.DictReader(open(args.data / "intrinsics.csv"))}[paths[0]]
     true_f35 = float(cal["fx"]) * 36 / max(int(cal["width"]), int(cal["height"]))
     edits = build(image_dir, names, true_f35, args.out / "images")
-    conf = config.defaults()
+    conf = config.load(overrides=parse_set(args.set))
     rows = {}
     for label, folder in (("as shot", image_dir), ("internet-style", args.out / "images")):
         out = args.out / label.replace(" ", "-")
