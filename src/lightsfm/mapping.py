@@ -49,7 +49,7 @@ default_conf: dict[str, Any] = {
     "final_principal_point": True,
     "principal_point_max_sigma": 0.01,
     # ... and only for cameras with this many registered photos (see refine_principal_points).
-    "principal_point_min_views": 8,
+    "principal_point_min_views": 1,
     "refine_extra_params": True,
     # auto: the three settings above and the final principal point as they are, except that
     # photos whose cameras are all known (verify.camera_params/cameras_file) keep them
@@ -169,13 +169,17 @@ def refine_principal_points(
     standard deviations from the centre (measured, benchmarks/principal_point.py: the full
     temple ring moves it to within 5 px of its calibration at sigmas of 2-3 px, 0.938 → 0.983
     mAA; on half rings and the dark dino it wanders up to 740 px off at sigmas of 20-630 px,
-    and kept would cost up to 0.87 mAA). Its covariance is not enough where a camera has few
-    photos: on an internet-style copy of fountain-P11 (five cameras of 2-3 photos,
-    benchmarks/internet.py) it claimed 2 px and missed by 60 px (mAA 0.175; 0.533 with this
-    rule and cropped photos as cameras of their own), so a camera also needs
-    ``principal_point_min_views`` photos (Herz-Jesus, the smallest scene it helped, has 8).
-    Otherwise the centre stays. ``guard=False`` keeps the refined ones whatever the
-    covariance says (for measuring the guard).
+    and kept would cost up to 0.87 mAA). The covariance is enough for cameras of a single
+    photo, as long as photos with different principal points do not share one: on an
+    internet-style copy of fountain-P11 (benchmarks/internet.py) a shared camera of crops and
+    whole frames once missed by 60 px (mAA 0.175); with each crop a camera of its own, the
+    four one-photo crops' principal points came out 1-6 px (x) and 9 px (y) from where the
+    calibration and the crop put them (the centre: 31-69 px off), and requiring 8 photos per
+    camera, as the rule did then, cost 0.285-0.389 mAA on the internet-style copies of the
+    three Strecha scenes (fountain 0.533 vs 0.818, Herz-Jesus 0.461 vs 0.725, entry 0.371 vs
+    0.760; the temple 0.942 either way). A camera needs ``principal_point_min_views`` photos
+    (default 1). Otherwise the centre stays. ``guard=False`` keeps the refined ones whatever
+    the covariance says (for measuring the guard).
     """
     if rec.num_reg_images() == 0:
         return rec, {"refined": False, "why": "no registered images"}
