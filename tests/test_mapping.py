@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pycolmap
 import pytest
+from PIL import Image
 
-from conftest import DATA
-from lightsfm import colmap, mapping
+from conftest import DATA, FOUNTAIN
+from lightsfm import colmap, config, mapping, pipeline
 
 pytestmark = pytest.mark.data
 
@@ -126,3 +127,26 @@ def test_a_global_join_needs_a_pair_strong_enough_to_register_an_image(database,
     weak = {p: m[:20] if (p[0] in first) != (p[1] in first) else m for p, m in evidence.items()}
     assert not mapping._join_supported(halves, rec, weak, 30)  # every pair across: 20 inliers at most
     assert mapping._join_supported([rec], rec, weak, 30)  # one model joins nothing
+
+
+@pytest.mark.data
+def test_a_cropped_photo_gets_its_own_off_centre_principal_point(tmp_path):
+    """A crop is a camera of its own photo; its principal point is where the crop put the
+    lens's, far from the crop's centre, and one photo is enough to find it."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(11):
+        name = f"{i:04d}.jpg"
+        if i == 5:  # 1365 × 1024 from x = 146: the lens's centre (760.1 px) lands at x = 614
+            Image.open(FOUNTAIN / name).crop((146, 0, 146 + 1365, 1024)).save(folder / name, quality=95)
+        else:
+            (folder / name).symlink_to(FOUNTAIN / name)
+    conf = config.load(overrides={"features": {"max_keypoints": 1024}})
+    result = pipeline.reconstruct(folder, tmp_path / "out", conf)
+    rec = result.models[0]
+    crop = next(im for im in rec.images.values() if im.name == "0005.jpg")
+    assert crop.has_pose and sum(im.camera_id == crop.camera_id for im in rec.images.values()) == 1
+    decision = mapping.read_mapper(tmp_path / "out")["principal_points"][0]
+    assert decision["cameras"][str(crop.camera_id)]["views"] == 1 and decision["refined"]
+    cam = rec.cameras[crop.camera_id]
+    assert abs(cam.principal_point_x - 614.1) < 15  # the crop's centre, 682.5, is 68 px off

@@ -174,12 +174,13 @@ def refine_principal_points(
     internet-style copy of fountain-P11 (benchmarks/internet.py) a shared camera of crops and
     whole frames once missed by 60 px (mAA 0.175); with each crop a camera of its own, the
     four one-photo crops' principal points came out 1-6 px (x) and 9 px (y) from where the
-    calibration and the crop put them (the centre: 31-69 px off), and requiring 8 photos per
-    camera, as the rule did then, cost 0.285-0.389 mAA on the internet-style copies of the
-    three Strecha scenes (fountain 0.533 vs 0.818, Herz-Jesus 0.461 vs 0.725, entry 0.371 vs
-    0.760; the temple 0.942 either way). A camera needs ``principal_point_min_views`` photos
-    (default 1). Otherwise the centre stays. ``guard=False`` keeps the refined ones whatever
-    the covariance says (for measuring the guard).
+    calibration and the crop put them (the centre: 9-68 px off in x), and requiring 8 photos per
+    camera, as the rule did then, cost 0.26-0.39 mAA on the internet-style copies of the
+    three Strecha scenes (fountain 0.535 vs 0.818, Herz-Jesus 0.461 vs 0.725, entry 0.371 vs
+    0.760; the temple 0.942 either way; benchmarks/results/2026-12-01-internet-min-views.txt).
+    A camera needs ``principal_point_min_views`` photos (default 1). Otherwise the centre
+    stays. ``guard=False`` keeps the refined ones whatever the covariance says (for
+    measuring the guard).
     """
     if rec.num_reg_images() == 0:
         return rec, {"refined": False, "why": "no registered images"}
