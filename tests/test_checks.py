@@ -119,6 +119,8 @@ def test_the_dino_with_its_calibration_given_keeps_every_view_in_place(tmp_path)
     calibration = {"verify": {"camera_params": "PINHOLE:3310.4,3325.5,316.73,200.55"}}
     result = pipeline.reconstruct(DINO_IMAGES, tmp_path, calibration)
     assert result.models[0].num_reg_images() == 16 and not result.suspect()
+    repairs = mapping.read_mapper(tmp_path)["repairs"]
+    assert any("dinoSR0013.png" in r.get("reregistered", []) for r in repairs.values()), repairs
     assert _score(result.models, ("middlebury", "dinoSparseRing"))["mAA"] >= 0.95
 
 

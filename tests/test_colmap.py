@@ -6,7 +6,7 @@ import numpy as np
 import pycolmap
 import pytest
 
-from lightsfm import colmap
+from lightsfm import colmap, config
 from lightsfm.images import ImageInfo
 
 EXIF_A = dict(make="Kodak", model="Z612", focal_mm=5.85, focal_px=1555.0)
@@ -28,6 +28,7 @@ def test_cameras_are_shared_per_camera_identity():
     frames = [ImageInfo(n, 1280, 720) for n in ("walk_000000.jpg", "walk_000007.jpg", "back_000003.jpg", "x.jpg")]
     assert colmap.group_cameras(frames, "auto") == [[0, 1, 2, 3]]
     assert colmap.group_cameras(frames, "per-clip") == [[0, 1], [2], [3]]
+    assert config.CHOICES["verify.camera_mode"] == colmap.CAMERA_MODES  # (config names them without pycolmap)
 
 
 def test_camera_model_and_focal_prior():

@@ -21,6 +21,7 @@ from conftest import DATA, DEMO, FOUNTAIN
 from lightsfm import colmap, georef, gps, images, pipeline
 from lightsfm import evaluate as ev
 from lightsfm.errors import LightsfmError
+from lightsfm.workspace import Workspace
 
 A, B = 6378137.0, 6356752.314245179  # WGS84 semi-axes (b from a and 1/f = 298.257223563)
 ORIGIN = (46.5191, 6.5668, 400.0)
@@ -205,7 +206,7 @@ def test_georeference_real_model(fountain_run, tmp_path):
 
 
 @pytest.mark.data
-@pytest.mark.parametrize("at", ["sparse", georef._TMP])
+@pytest.mark.parametrize("at", ["sparse", Workspace.SPARSE_NEW])
 def test_georef_killed_between_writing_and_renaming(fountain_run, tmp_path, at):
     # SIGKILL when the new models are fully written but `at` is about to be renamed: before
     # the old folder is moved aside, or between the two renames
@@ -226,15 +227,15 @@ def test_georef_killed_between_writing_and_renaming(fountain_run, tmp_path, at):
     )
     proc = subprocess.run([sys.executable, "-c", script, str(out), at], capture_output=True, text=True)
     assert proc.returncode == -9, proc.stderr[-2000:]
-    assert (out / georef._TMP / "georef.json").is_file()  # written in full, not yet in place
+    assert (out / Workspace.SPARSE_NEW / "georef.json").is_file()  # written in full, not yet in place
     assert not (out / "georef.json").exists()
     if at == "sparse":
         assert _digests(out / "sparse") == before  # the old model, untouched
     else:
-        assert not (out / "sparse").exists() and _digests(out / georef._OLD) == before
+        assert not (out / "sparse").exists() and _digests(out / Workspace.SPARSE_OLD) == before
     georef._recover(out)  # what the next run does first: the old model is back
     assert _digests(out / "sparse") == before
-    assert not (out / georef._TMP).exists() and not (out / georef._OLD).exists()
+    assert not (out / Workspace.SPARSE_NEW).exists() and not (out / Workspace.SPARSE_OLD).exists()
     assert georef.main(out)["outliers"] == [FAR]
 
 

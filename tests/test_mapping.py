@@ -129,7 +129,6 @@ def test_a_global_join_needs_a_pair_strong_enough_to_register_an_image(database,
     assert mapping._join_supported([rec], rec, weak, 30)  # one model joins nothing
 
 
-@pytest.mark.data
 def test_a_cropped_photo_gets_its_own_off_centre_principal_point(tmp_path):
     """A crop is a camera of its own photo; its principal point is where the crop put the
     lens's, far from the crop's centre, and one photo is enough to find it."""

@@ -113,11 +113,12 @@ class ModelCheck:
 
     def summary(self) -> dict[str, Any]:
         bad = sorted(self.contradicted(), key=lambda p: -p.inliers)
+        unsupported = set(self.unsupported())
         return {
             "suspect": self.suspect(),
             "misplaced": self.misplaced(),
             "unsupported": [
-                [p.name, p.correspondences, round(p.explained, 3)] for p in self.photos if p.name in self.unsupported()
+                [p.name, p.correspondences, round(p.explained, 3)] for p in self.photos if p.name in unsupported
             ],
             "strong_pairs": len(self.strong()),
             "contradicted_pairs": len(bad),
@@ -190,8 +191,9 @@ def photo_support(
     rec: pycolmap.Reconstruction, evidence: dict[tuple[int, int], np.ndarray], max_error_px: float
 ) -> list[PhotoSupport]:
     """Each registered photo's 2D-3D correspondences through its verified matches (a keypoint
-    matched to a keypoint of another registered photo that observes a 3D point), and the share
-    its pose reprojects within ``max_error_px``."""
+    matched to a keypoint of another registered photo that observes a 3D point seen by two
+    photos besides it: a point it triangulated with one other agrees with its pose whatever
+    the pose), and the share its pose reprojects within ``max_error_px``."""
     posed = [i for i, im in rec.images.items() if im.has_pose]
     point_of = {}  # image id -> 3D point id of each keypoint (-1: none)
     for i in posed:
@@ -205,13 +207,21 @@ def photo_support(
             ids = point_of[other][matches[:, col_other]]
             for k, pid in zip(matches[ids >= 0, col_mine].tolist(), ids[ids >= 0].tolist(), strict=True):
                 found[mine].setdefault(k, pid)
+    seen_by: dict[int, set[int]] = {}  # 3D point id -> the images observing it
+
+    def others(pid: int, i: int) -> bool:
+        if pid not in seen_by:
+            seen_by[pid] = {e.image_id for e in rec.points3D[pid].track.elements}
+        return len(seen_by[pid] - {i}) >= 2
+
     out = []
     for i in posed:
-        if not found[i]:
+        pairs = [(k, pid) for k, pid in found[i].items() if others(pid, i)]
+        if not pairs:
             continue
         image = rec.images[i]
-        keys = np.fromiter(found[i].keys(), dtype=np.int64)
-        xyz = np.array([rec.points3D[pid].xyz for pid in found[i].values()], dtype=np.float64)
+        keys = np.array([k for k, _ in pairs], dtype=np.int64)
+        xyz = np.array([rec.points3D[pid].xyz for _, pid in pairs], dtype=np.float64)
         xy = np.array([image.points2D[int(k)].xy for k in keys], dtype=np.float64)
         in_cam = np.asarray(image.cam_from_world() * xyz, dtype=np.float64).reshape(-1, 3)
         ok = in_cam[:, 2] > 1e-9

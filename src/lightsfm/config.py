@@ -73,7 +73,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "matching.first": tuple(matchers.available()),
     "matching.second": tuple(matchers.available()),
     "verify.method": ("magsac", "colmap"),
-    "verify.camera_mode": ("auto", "per-clip", "single", "per-image"),
+    "verify.camera_mode": ("auto", "per-clip", "single", "per-image"),  # colmap.CAMERA_MODES (pycolmap: lazily)
     "mapping.method": ("auto", "incremental", "global", "best"),
     "mapping.refine_intrinsics": ("auto", "none", "focal", "all"),
     "dense.backend": ("torch", "colmap-cuda"),
@@ -117,7 +117,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "mapping.ba_global_max_refinements": (0, 100),
     "mapping.repair_rounds": (-1, 100),  # -1: no fold checks
     "mapping.principal_point_max_sigma": (0, 1),  # share of the long side
-    "mapping.principal_point_min_views": (1, 1_000_000),
+    "mapping.principal_point_min_photos": (1, 1_000_000),
     "mapping.checks.max_explained": (0, 1),
     "mapping.checks.max_unexplained_share": (0, 1),
     "mapping.checks.min_correspondences": (1, 1_000_000),

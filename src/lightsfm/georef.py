@@ -58,7 +58,6 @@ _THIN = 0.01  # a 3-photo set whose second extent is under 1 % of its first is a
 
 GEOREF_FILE = Workspace.GEOREF
 ALIGN_FILE = Workspace.ALIGN
-_TMP, _OLD = Workspace.SPARSE_NEW, Workspace.SPARSE_OLD  # (see Workspace.replace_models)
 
 
 class NotEnoughGpsError(LightsfmError):

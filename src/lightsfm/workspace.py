@@ -92,12 +92,15 @@ class Workspace:
     def state(self) -> State:
         return State(self.state_file)
 
-    def replace_models(self) -> None:
-        """Puts the models written in full to ``sparse_new`` in place of ``sparse``."""
+    def replace_models(self, new: bool = True) -> None:
+        """Puts the models written in full to ``sparse_new`` in place of ``sparse`` (which
+        may be missing); ``new=False``: only removes ``sparse``. Never a half-deleted folder."""
         shutil.rmtree(self.sparse_old, ignore_errors=True)
-        os.replace(self.sparse, self.sparse_old)
-        os.replace(self.sparse_new, self.sparse)
-        shutil.rmtree(self.sparse_old)
+        if self.sparse.exists():
+            os.replace(self.sparse, self.sparse_old)
+        if new:
+            os.replace(self.sparse_new, self.sparse)
+        shutil.rmtree(self.sparse_old, ignore_errors=True)  # (left over: the next run drops it)
 
     def remove_temporaries(self) -> None:
         """Drops what a killed run left half-written (``*.tmp``); the files they were to

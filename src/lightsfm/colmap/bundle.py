@@ -12,26 +12,40 @@ import numpy as np
 import pycolmap
 
 
+def _adjuster(
+    rec: pycolmap.Reconstruction,
+    refine_principal_point: bool,
+    refine_focal_length: bool,
+    refine_extra_params: bool,
+    num_threads: int,
+) -> tuple[Any, Any]:
+    """A bundle adjuster of every registered image and point of ``rec`` (gauge: three
+    points), and its options."""
+    opts = pycolmap.BundleAdjustmentOptions()
+    opts.print_summary = False
+    opts.refine_principal_point = refine_principal_point
+    opts.refine_focal_length = refine_focal_length
+    opts.refine_extra_params = refine_extra_params
+    opts.ceres.solver_options.num_threads = num_threads
+    ba_conf = pycolmap.BundleAdjustmentConfig()
+    for image_id in rec.reg_image_ids():
+        ba_conf.add_image(image_id)
+    ba_conf.fix_gauge(pycolmap.BundleAdjustmentGauge.THREE_POINTS)
+    return pycolmap.create_default_ceres_bundle_adjuster(opts, ba_conf, rec), opts
+
+
 def adjust(
     rec: pycolmap.Reconstruction, refine_focal_length: bool, refine_extra_params: bool, num_threads: int
 ) -> pycolmap.Reconstruction:
     """A copy of ``rec`` after one bundle adjustment of all its registered images and points
     (principal points held)."""
     out = pycolmap.Reconstruction(rec)
-    opts = pycolmap.BundleAdjustmentOptions()
-    opts.print_summary = False
-    opts.refine_principal_point = False
-    opts.refine_focal_length = refine_focal_length
-    opts.refine_extra_params = refine_extra_params
-    opts.ceres.solver_options.num_threads = num_threads
-    ba_conf = pycolmap.BundleAdjustmentConfig()
-    for image_id in out.reg_image_ids():
-        ba_conf.add_image(image_id)
-    ba_conf.fix_gauge(pycolmap.BundleAdjustmentGauge.THREE_POINTS)
     level = pycolmap.logging.minloglevel
-    with _stderr_silenced(level >= 1):
-        pycolmap.create_default_ceres_bundle_adjuster(opts, ba_conf, out).solve()
-    pycolmap.logging.minloglevel = level
+    try:
+        with _stderr_silenced(level >= 1):  # these calls log their INFO lines whatever the level
+            _adjuster(out, False, refine_focal_length, refine_extra_params, num_threads)[0].solve()
+    finally:
+        pycolmap.logging.minloglevel = level  # … and turn them back on for later calls
     return out
 
 
@@ -43,24 +57,16 @@ def adjust_with_principal_points(
     point (x, y) from the adjustment's own covariance, in units of the residuals (a camera
     whose covariance could not be had is left out)."""
     trial = pycolmap.Reconstruction(rec)
-    opts = pycolmap.BundleAdjustmentOptions()
-    opts.print_summary = False
-    opts.refine_principal_point = True
-    opts.refine_focal_length = refine_focal_length
-    opts.refine_extra_params = refine_extra_params
-    opts.ceres.solver_options.num_threads = num_threads
-    ba_conf = pycolmap.BundleAdjustmentConfig()
-    for image_id in trial.reg_image_ids():
-        ba_conf.add_image(image_id)
-    ba_conf.fix_gauge(pycolmap.BundleAdjustmentGauge.THREE_POINTS)
     level = pycolmap.logging.minloglevel
-    with _stderr_silenced(level >= 1):  # these calls log their INFO lines whatever the level
-        adjuster = pycolmap.create_default_ceres_bundle_adjuster(opts, ba_conf, trial)
-        adjuster.solve()
-        cov = pycolmap.estimate_ba_covariance(
-            pycolmap.BACovarianceOptions({"params": pycolmap.BACovarianceOptionsParams.ALL}), trial, adjuster
-        )
-    pycolmap.logging.minloglevel = level  # … and turn them back on for later calls
+    try:
+        with _stderr_silenced(level >= 1):
+            adjuster, opts = _adjuster(trial, True, refine_focal_length, refine_extra_params, num_threads)
+            adjuster.solve()
+            cov = pycolmap.estimate_ba_covariance(
+                pycolmap.BACovarianceOptions({"params": pycolmap.BACovarianceOptionsParams.ALL}), trial, adjuster
+            )
+    finally:
+        pycolmap.logging.minloglevel = level
     return trial, _principal_point_sigmas(trial, cov, opts)
 
 
