@@ -197,8 +197,11 @@ def photo_support(
     posed = [i for i, im in rec.images.items() if im.has_pose]
     point_of = {}  # image id -> 3D point id of each keypoint (-1: none)
     for i in posed:
-        points2d = rec.images[i].points2D
-        point_of[i] = np.array([p.point3D_id if p.has_point3D() else -1 for p in points2d], dtype=np.int64)
+        image = rec.images[i]
+        point_of[i] = np.full(image.num_points2D(), -1, dtype=np.int64)
+        observed = np.asarray(image.get_observation_point2D_idxs(), dtype=np.int64)
+        points2d = image.points2D
+        point_of[i][observed] = [points2d[int(j)].point3D_id for j in observed]
     found: dict[int, dict[int, int]] = defaultdict(dict)  # image -> keypoint -> 3D point
     for (id1, id2), matches in evidence.items():
         if id1 not in point_of or id2 not in point_of:
