@@ -12,8 +12,8 @@ A single misplaced photo can pass that test: epipolar lines constrain a match in
 direction only, and where a photo's matches cover a small part of it (an object on a dark
 background) a pose far off can still put them near their lines. Its 3D points cannot: each
 photo is also scored by the share of its 2D-3D correspondences (its matches to points the
-other photos triangulated, through its strong pairs) that its pose projects within
-``max_error_px`` (``PhotoSupport``).
+other photos triangulated, seen by two photos besides it, through its strong pairs) that
+its pose projects within ``max_error_px`` (``PhotoSupport``).
 """
 
 from __future__ import annotations
