@@ -209,7 +209,7 @@ def refine_principal_points(
             "sigma_px": np.round(sigma, 2).tolist(),
             "views": views,
         }
-    why = "pinned down and off centre" if keep else "not pinned down, or not clearly off centre: centre kept"
+    why = "pinned down and off centre" if keep else "not pinned down, or not clearly off centre: left as they were"
     return (trial if keep else rec), {"refined": keep, "why": why, "cameras": cameras}
 
 
