@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,51 +19,6 @@ from lightsfm.workspace import Workspace
 pytestmark = pytest.mark.data
 FIRST = [f"{i:04d}.jpg" for i in range(7)]
 LATER = [f"{i:04d}.jpg" for i in range(7, 11)]
-
-
-def test_new_photos_register_into_the_fixed_model(tmp_path):
-    first, later = tmp_path / "first", tmp_path / "later"
-    for folder, names in ((first, FIRST), (later, LATER)):
-        folder.mkdir()
-        for n in names:
-            (folder / n).symlink_to(FOUNTAIN / n)
-    conf = config.load(overrides={"features": {"max_keypoints": 1024, "resize_max": 480}})
-    out = tmp_path / "out"
-    before = pipeline.reconstruct(first, out, conf).models[0]
-    old = {im.name: im.cam_from_world().matrix() for im in before.images.values() if im.has_pose}
-    assert len(old) == len(FIRST)
-
-    record = register.main(out, later)
-    assert set(record["added"]) == {f"later/{n}" for n in LATER}
-    assert len(record["registered"]) >= 3, record
-    grown = colmap.read_model(out / "sparse" / "0")
-    poses = {im.name: im.cam_from_world().matrix() for im in grown.images.values() if im.has_pose}
-    for name, pose in old.items():  # held fixed
-        assert np.abs(poses[name] - pose).max() < 1e-9
-    assert set(record["registered"]) <= set(poses)
-    with pytest.raises(LightsfmError, match="no photo that the model does not already have"):
-        register.main(out, later)
-
-
-def test_refine_all_adjusts_the_whole_grown_model(tmp_path):
-    first, later = tmp_path / "first", tmp_path / "later"
-    for folder, names in ((first, FIRST), (later, LATER)):
-        folder.mkdir()
-        for n in names:
-            (folder / n).symlink_to(FOUNTAIN / n)
-    conf = config.load(overrides={"features": {"max_keypoints": 1024, "resize_max": 480}})
-    out = tmp_path / "out"
-    before = pipeline.reconstruct(first, out, conf).models[0]
-    old = {im.name: im.cam_from_world().matrix() for im in before.images.values() if im.has_pose}
-    record = register.main(out, later, refine_all=True)
-    grown = colmap.read_model(out / "sparse" / "0")
-    poses = {im.name: im.cam_from_world().matrix() for im in grown.images.values() if im.has_pose}
-    # the old poses moved with the rest (the gauge held by three points, not by them) ...
-    assert max(np.abs(poses[n] - p).max() for n, p in old.items()) > 1e-6
-    # ... and the principal-point rule saw the grown camera: 7 views before, all 11 now
-    (decision,) = record["refined_all"]["principal_points"]["cameras"].values()
-    assert decision["views"] == len(poses) >= 10
-    assert grown.compute_mean_reprojection_error() < 1.5
 
 
 @pytest.fixture(scope="module")
@@ -79,13 +35,56 @@ def first_run(tmp_path_factory):
     return root / "out", later
 
 
+def _copy(run: Path, tmp_path: Path) -> Path:
+    """A copy of the module's run that a test may change."""
+    out = tmp_path / "out"
+    shutil.copytree(run, out, symlinks=True, ignore=shutil.ignore_patterns(".lock"))
+    return out
+
+
+def _poses(out: Path) -> dict[str, np.ndarray]:
+    """Each registered photo's cam_from_world (3 × 4) in ``out``'s largest model."""
+    rec = colmap.read_model(out / "sparse" / "0")
+    return {im.name: im.cam_from_world().matrix() for im in rec.images.values() if im.has_pose}
+
+
+def test_new_photos_register_into_the_fixed_model(first_run, tmp_path):
+    run, later = first_run
+    out = _copy(run, tmp_path)
+    old = _poses(out)
+    assert len(old) == len(FIRST)
+
+    record = register.main(out, later)
+    assert set(record["added"]) == {f"later/{n}" for n in LATER}
+    assert len(record["registered"]) >= 3, record
+    poses = _poses(out)
+    for name, pose in old.items():  # held fixed
+        assert np.abs(poses[name] - pose).max() < 1e-9
+    assert set(record["registered"]) <= set(poses)
+    with pytest.raises(LightsfmError, match="no photo that the model does not already have"):
+        register.main(out, later)
+
+
+def test_refine_all_adjusts_the_whole_grown_model(first_run, tmp_path):
+    run, later = first_run
+    out = _copy(run, tmp_path)
+    old = _poses(out)
+    record = register.main(out, later, refine_all=True)
+    poses = _poses(out)
+    # the old poses moved with the rest (the gauge held by three points, not by them) ...
+    assert max(np.abs(poses[n] - p).max() for n, p in old.items()) > 1e-6
+    # ... and the principal-point rule saw the grown camera: 7 views before, all 11 now
+    (decision,) = record["refined_all"]["principal_points"]["cameras"].values()
+    assert decision["views"] == len(poses) >= 10
+    assert colmap.read_model(out / "sparse" / "0").compute_mean_reprojection_error() < 1.5
+
+
 @pytest.mark.parametrize("at", ["sparse", Workspace.SPARSE_NEW])
 def test_register_killed_while_swapping_the_models_then_run_again(first_run, tmp_path, at):
     # SIGKILL when the grown models are written in full and `at` is about to be renamed:
     # before the old models are moved aside, or between the two renames
     run, later = first_run
-    out = tmp_path / "out"
-    shutil.copytree(run, out, symlinks=True, ignore=shutil.ignore_patterns(".lock"))
+    out = _copy(run, tmp_path)
     before = {p.name: p.read_bytes() for p in (out / "sparse" / "0").iterdir()}
     script = (
         "import os, signal, sys\n"

@@ -182,8 +182,8 @@ def refine_principal_points(
     ``principal_point_min_photos`` registered photos (8; Herz-Jesus, the smallest scene the
     refinement helped, has 8). Five fountain photos at 320 px refined on their own land
     their centres 8.8 cm from 2 cm GPS instead of under 5 cm (tests/test_georef.py).
-    Otherwise the centre stays. ``guard=False`` keeps the refined ones whatever the covariance says (for
-    measuring the guard).
+    Otherwise the centre stays. ``guard=False`` keeps the refined ones whatever the
+    covariance says (for measuring the guard).
     """
     if rec.num_reg_images() == 0:
         return rec, {"refined": False, "why": "no registered images"}
