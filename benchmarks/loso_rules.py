@@ -1,28 +1,26 @@
 """Leave-one-scene-out for lightsfm's data-dependent settings (issue #17).
 
-    python benchmarks/loso_rules.py run [--rule matching.lightglue_below ...] [--scene dataset/scene ...]
-                                        [--data ../shared/data] [--out outputs/loso_rules] [--cache outputs/cache]
+    python benchmarks/loso_rules.py run [--rule matching.weak_below ...] [--scene dataset/scene ...]
+                                        [--data ../shared/data] [--out outputs/loso_rules]
     python benchmarks/loso_rules.py report [--out outputs/loso_rules] [--json FILE] [--md FILE]
 
 ``run`` reconstructs every (variant, scene) once, one after the other, at the default
 settings with one setting changed, and scores each with the IMC2023 metric exactly as
 benchmarks/benchmark.py does (its ``score``: lightsfm.evaluate against train_labels.csv,
-thresholds.csv when present). The default settings are run once per scene and shared by
-every rule. Each result is written to OUT/runs/<variant>/<dataset>/<scene>.json as soon as
-it is known, and a (variant, scene) already there is not run again, so an interrupted
-``run`` resumes.
+thresholds.csv when present). The default settings are run once per scene, first, and
+shared by every rule. Each result is written to OUT/runs/<variant>/<dataset>/<scene>.json
+as soon as it is known, and a (variant, scene) already there is not run again, so an
+interrupted ``run`` resumes.
 
-Work that a variant does not change is reused, never work it does change:
-  * features: when CACHE/<dataset>/<scene>/ holds ``features-<tag>.h5`` (and its
-    ``prematch-<tag>.json``) for the variant's feature settings, both are copied into the
-    run's (otherwise empty) folder; lightsfm then skips extraction (the file's stored
-    settings must equal the run's, or it re-extracts). Variants of ``features.*`` have
-    another tag, find no file and extract.
-  * matches: only for variants that change nothing before verification (``verify.*``), the
-    default run's matches file is copied too (same features, same pairs, same matcher
-    settings). Variants of ``pairs.*`` and ``matching.*`` match from nothing: the hybrid
-    matcher's LightGlue budget depends on the whole pair list, so reusing the default's
-    matches would not be what a fresh run does.
+Work that a variant does not change is copied from the default run of the scene into the
+variant's otherwise empty folder, never work it does change:
+  * turn detection (``orientation.json``): it depends on the photos only;
+  * features, unless the variant changes ``features.*`` (lightsfm reuses a features file
+    only when its stored settings equal the run's);
+  * matches, only for variants that change nothing before verification (``verify.*``,
+    ``mapping.*``). Variants of ``pairs.*`` and ``matching.*`` match from nothing: which
+    weak pairs get LightGlue depends on the whole pair list, so the default's matches would
+    not be what a fresh run makes.
 Verification and mapping always run (the run folder has no state.json).
 
 ``report`` builds, for each rule, the variant × scene table and the LOSO table (the
@@ -49,22 +47,20 @@ import benchmark as bm  # noqa: E402  (sets TQDM_DISABLE, imports cv2 before pyc
 import numpy as np  # noqa: E402
 from loso import MAX_LOSS, loso  # noqa: E402
 
-from lightsfm import config, imc, pipeline  # noqa: E402
+from lightsfm import config, extract, imc, orientation, pipeline  # noqa: E402
 from lightsfm import evaluate as ev  # noqa: E402
-from lightsfm.features import aliked  # noqa: E402
-from lightsfm.matching import match_path  # noqa: E402
+from lightsfm.match import match_path  # noqa: E402
 
 DEFAULT = "default"
 # rule → [(variant name, overrides)]; the default (listed last in each table) is run once.
 RULES: dict[str, list[tuple[str, dict]]] = {
-    "matching.lightglue_below": [
-        ("lightglue_below=50", {"matching": {"lightglue_below": 50}}),
-        ("lightglue_below=200", {"matching": {"lightglue_below": 200}}),
+    "matching.weak_below": [
+        ("weak_below=50", {"matching": {"weak_below": 50}}),
+        ("weak_below=200", {"matching": {"weak_below": 200}}),
     ],
-    "matching.lightglue_enough": [
-        ("lightglue_enough=0 (no limit)", {"matching": {"lightglue_enough": 0}}),
-        ("lightglue_enough=1", {"matching": {"lightglue_enough": 1}}),
-        ("lightglue_enough=4", {"matching": {"lightglue_enough": 4}}),
+    "matching.strong_enough": [
+        ("strong_enough=0 (no limit)", {"matching": {"strong_enough": 0}}),
+        ("strong_enough=2", {"matching": {"strong_enough": 2}}),
     ],
     "pairs.prematch_min_inliers": [
         ("prematch_min_inliers=0 (off)", {"pairs": {"prematch_min_inliers": 0}}),
@@ -73,6 +69,17 @@ RULES: dict[str, list[tuple[str, dict]]] = {
     "verify.camera_model": [
         ("camera_model=SIMPLE_RADIAL everywhere", {"verify": {"camera_model": "SIMPLE_RADIAL"}}),
         ("camera_model=SIMPLE_PINHOLE everywhere", {"verify": {"camera_model": "SIMPLE_PINHOLE"}}),
+    ],
+    "mapping.method": [
+        ("method=incremental", {"mapping": {"method": "incremental"}}),
+        ("method=global", {"mapping": {"method": "global"}}),
+    ],
+    "mapping.final_principal_point": [
+        ("final_principal_point=off", {"mapping": {"final_principal_point": False}}),
+        ("principal_point_min_photos=16", {"mapping": {"principal_point_min_photos": 16}}),
+    ],
+    "mapping.refocus_above": [
+        ("refocus_above=0 (never)", {"mapping": {"refocus_above": 0}}),
     ],
     "features.max_keypoints": [
         ("max_keypoints=1024", {"features": {"max_keypoints": 1024}}),
@@ -84,10 +91,13 @@ RULES: dict[str, list[tuple[str, dict]]] = {
     ],
 }
 DEFAULT_NAMES = {
-    "matching.lightglue_below": "lightglue_below=100 (default)",
-    "matching.lightglue_enough": "lightglue_enough=2 (default)",
+    "matching.weak_below": "weak_below=100 (default)",
+    "matching.strong_enough": "strong_enough=4 (default)",
     "pairs.prematch_min_inliers": "prematch_min_inliers=10 (default)",
     "verify.camera_model": "camera_model=auto (default: SIMPLE_RADIAL with EXIF, SIMPLE_PINHOLE without)",
+    "mapping.method": "method=auto (default: incremental, global too when thin or suspect)",
+    "mapping.final_principal_point": "final principal point from 8 photos (default)",
+    "mapping.refocus_above": "refocus_above=0.5 (default)",
     "features.max_keypoints": "max_keypoints=2048 (default)",
     "features.resize_max": "resize_max=1024 (default)",
 }
@@ -107,20 +117,20 @@ def scenes_of(data: Path) -> dict[str, tuple[Path, list[str], list[str], tuple[s
     return out
 
 
-def seed(run_dir: Path, cache: Path, conf: dict, overrides: dict, default_dir: Path | None) -> list[str]:
-    """Copies the reusable files (see the module docstring) into the empty ``run_dir``."""
+def seed(run_dir: Path, conf: dict, overrides: dict, default_dir: Path) -> list[str]:
+    """Copies into the empty ``run_dir`` what the default run of the scene computed that the
+    variant would compute the same way (see the module docstring)."""
     copied = []
-    feats = aliked.feature_path(cache, conf["features"])
-    if feats.exists():
-        for f in (feats, aliked.prematch_path(feats)):
-            if f.exists():
-                shutil.copy2(f, run_dir / f.name)
-                copied.append(f"{f}")
-    if set(overrides) <= {"verify"} and default_dir is not None:
-        m = match_path(default_dir, aliked.feature_path(default_dir, conf["features"]), conf["matching"])
-        if m.exists():
-            shutil.copy2(m, run_dir / m.name)
-            copied.append(str(m))
+    wanted = [orientation.orientation_path(default_dir)]  # depends on the photos only
+    if "features" not in overrides:
+        feats = extract.feature_path(default_dir, conf["features"])
+        wanted.append(feats)
+        if set(overrides) <= {"verify", "mapping"}:
+            wanted.append(match_path(default_dir, feats, conf["matching"]))
+    for f in wanted:
+        if f.exists():
+            shutil.copy2(f, run_dir / f.name)
+            copied.append(f.name)
     return copied
 
 
@@ -131,7 +141,7 @@ def run_one(variant: str, overrides: dict, key: str, scene, args, gt_all, ths_al
     run_dir.mkdir(parents=True)
     conf = config.load("default", overrides=overrides)
     default_dir = args.out / "work" / slug(DEFAULT) / ds / sc
-    copied = seed(run_dir, args.cache / ds / sc, conf, overrides, default_dir if variant != DEFAULT else None)
+    copied = seed(run_dir, conf, overrides, default_dir) if variant != DEFAULT else []
     t = time.perf_counter()
     result = pipeline.reconstruct(image_dir, run_dir, conf, image_names=names)
     wall = time.perf_counter() - t
@@ -302,7 +312,6 @@ def main() -> None:
     r = sub.add_parser("run")
     r.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     r.add_argument("--out", type=Path, default=ROOT / "outputs" / "loso_rules")
-    r.add_argument("--cache", type=Path, default=ROOT / "outputs" / "cache", help="features to reuse, per scene")
     r.add_argument("--rule", action="append", choices=list(RULES))
     r.add_argument("--scene", action="append")
     r.add_argument("--no-default", action="store_true")
