@@ -1,0 +1,64 @@
+"""Does the final principal-point refinement explain the matches clearly better where it pays?
+
+    python benchmarks/pp_gain.py RUNS [--data ../shared/data]
+
+RUNS holds finished runs as RUNS/<dataset>/<scene>/ (benchmark.py's OUT/lightsfm). For each
+scene's model: the principal points are put back at the image centres and the model is
+adjusted once with them held (the model before the refinement, near enough), then adjusted
+once with them free (``colmap.bundle.adjust_with_principal_points``, what
+``mapping.refine_principal_points`` tries). Printed: the mean reprojection error of each,
+its relative drop, where the principal point went, and the mAA of each. An "explains the
+matches clearly better" guard (issue #17) would keep the refinement only above some drop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import benchmark as bm  # noqa: E402  (sets TQDM_DISABLE, imports cv2 before pycolmap)
+import pycolmap  # noqa: E402
+from loso_rules import scenes_of  # noqa: E402
+
+from lightsfm import evaluate as ev  # noqa: E402
+from lightsfm.colmap import bundle  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", type=Path)
+    ap.add_argument("--data", type=Path, default=HERE.parents[1] / "shared" / "data")
+    args = ap.parse_args()
+    pycolmap.logging.minloglevel = 2
+    labels = ev.read_poses(args.data / "train_labels.csv")
+    thresholds = ev.read_thresholds(args.data / "thresholds.csv")
+    for key, (_, names, paths, scene) in scenes_of(args.data).items():
+        folder = args.runs / scene[0] / scene[1] / "sparse" / "0"
+        if not folder.is_dir():
+            continue
+        centred = pycolmap.Reconstruction(str(folder))
+        for cam in centred.cameras.values():
+            cam.principal_point_x, cam.principal_point_y = cam.width / 2, cam.height / 2
+        centred = bundle.adjust(centred, True, True, 2)
+        refined, _ = bundle.adjust_with_principal_points(centred, True, True, 2)
+        errors = []
+        for rec in (centred, refined):
+            rec.update_point_3d_errors()
+            errors.append(rec.compute_mean_reprojection_error())
+        cam = next(iter(refined.cameras.values()))
+        maa = [bm.score([m], paths, names, labels[scene], thresholds.get(scene))["mAA"] for m in (centred, refined)]
+        print(
+            f"{key:34s} error centre {errors[0]:.4f} refined {errors[1]:.4f} px "
+            f"(drop {100 * (errors[0] - errors[1]) / errors[0]:.2f} %), principal point "
+            f"{cam.principal_point_x - cam.width / 2:+.1f}, {cam.principal_point_y - cam.height / 2:+.1f} px "
+            f"from the centre, mAA centre {maa[0]:.3f} refined {maa[1]:.3f}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
