@@ -129,6 +129,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "dense.fusion_max_normal_error": (0, 180),
     "dense.poisson_depth": (1, 16),
     "run.threads": (0, 1024),  # 0: every core locally, one per Ray worker
+    "run.workers": (0, 1024),  # 0: one per core
 }
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?|mps")
 

@@ -105,6 +105,8 @@ class ExtractTask:
     Picklable; the extractor is built on first use, once per worker.
     """
 
+    side_by_side = True  # one photo per item, nothing shared: the local executor runs a few at once
+
     def __init__(self, image_dir: Path, conf: dict[str, Any], device: str = "cpu") -> None:
         self.image_dir, self.conf, self.device = Path(image_dir), full_conf(conf), device
         self._extractor: extractors.Extractor | None = None

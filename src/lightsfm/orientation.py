@@ -169,6 +169,8 @@ class CheapTask:
     Picklable; the extractor is built on first use, once per worker.
     """
 
+    side_by_side = True  # one photo per item, nothing shared: the local executor runs a few at once
+
     def __init__(self, image_dir: Path, extractor_factory, device: str = "cpu", mask_source: str | None = None) -> None:
         self.image_dir, self.factory, self.device = Path(image_dir), extractor_factory, device
         self.mask_source = mask_source

@@ -1,0 +1,68 @@
+"""The local executor: per-photo work side by side, the rest one item after the other."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import DEMO
+from lightsfm import config, executor, extract
+
+PHOTOS = sorted(p.name for p in DEMO.iterdir())[:4]
+
+
+class _Where:
+    """Records which thread, and which copy of the task, ran each item."""
+
+    def __init__(self, side_by_side: bool) -> None:
+        self.side_by_side = side_by_side
+
+    def __call__(self, item: int) -> tuple[int, str, int, int]:
+        time.sleep(0.05)  # long enough for the other worker to take the next item meanwhile
+        if item == 99:
+            raise ValueError("item 99 is bad")
+        return item, threading.current_thread().name, id(self), torch.get_num_threads()
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="side by side needs two cores")
+def test_per_photo_tasks_run_side_by_side_in_order_each_thread_with_its_own_copy():
+    before = torch.get_num_threads()
+    out = list(executor.LocalExecutor().map(_Where(True), range(8)))
+    assert [o[0] for o in out] == list(range(8))  # in item order, whoever finished first
+    assert len({o[1] for o in out}) >= 2 and threading.current_thread().name not in {o[1] for o in out}
+    assert len({o[2] for o in out}) == len({o[1] for o in out})  # one copy of the task per thread
+    assert {o[3] for o in out} == {1}  # the cores shared out: one torch thread each
+    assert torch.get_num_threads() == before  # and put back afterwards
+
+    rest = list(executor.LocalExecutor().map(_Where(False), range(3)))
+    assert {o[1] for o in rest} == {threading.current_thread().name}  # not per-photo: here, in order
+    one = list(executor.LocalExecutor(workers=1).map(_Where(True), range(3)))
+    assert {o[1] for o in one} == {threading.current_thread().name}
+
+
+def test_an_item_that_raises_raises_its_own_error_here():
+    with pytest.raises(ValueError, match="item 99 is bad"):
+        list(executor.LocalExecutor(workers=2).map(_Where(True), [1, 2, 99, 3, 4, 5]))
+
+
+def test_photos_extracted_side_by_side_equal_those_extracted_one_by_one_on_one_thread():
+    conf = {**config.defaults()["features"], "resize_max": 320, "max_keypoints": 256}
+    items = [(n, 0) for n in PHOTOS]
+    task = extract.ExtractTask(DEMO, conf)
+    apart = list(executor.LocalExecutor(threads=1, workers=2).map(task, items))
+    alone = list(executor.LocalExecutor(threads=1, workers=1).map(task, items))
+    assert [n for n, _ in apart] == PHOTOS
+    for (_, a), (_, b) in zip(apart, alone, strict=True):
+        for key in ("keypoints", "scores", "descriptors"):
+            assert np.array_equal(a[key], b[key]), key
+
+
+def test_the_run_settings_choose_the_workers():
+    ex = executor.from_conf({"workers": 1, "threads": 2})
+    assert (ex.workers, ex.threads) == (1, 2)
+    assert executor.from_conf(None).workers == 0  # default: one per core
