@@ -43,8 +43,11 @@ default_conf: dict[str, Any] = {
     "ray_address": None,  # None: start Ray on this machine; "auto"; "HOST:PORT" of a running cluster
     "threads": 0,  # torch threads per work item; 0: every core for local, 1 per Ray worker
     # Per-photo items run at once in this process (0: one per core, each on one torch thread):
-    # ALIKED on two 1024-px photos side by side is 1.27× faster than one after the other on
-    # both cores (small convolutions split poorly over threads; see LocalExecutor).
+    # small convolutions split poorly over threads. Two side by side against one after the
+    # other on both cores: extraction 12-20 % faster, the six scenes of
+    # benchmarks/results/2026-12-01-workers-ab.txt 117.3 s vs 124.5 s at the same mAA (±0.004);
+    # it costs a second image's activations (12 mold_gold_cape photos, 1024 px: peak RSS
+    # 1.37 GB vs 0.89 GB).
     "workers": 0,
 }
 flags: dict[str, str | tuple[str, str]] = {
