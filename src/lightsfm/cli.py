@@ -482,8 +482,9 @@ def weights(
 
             for name in extractors.available():
                 extractors.get(name)()
-                matchers.get("lightglue")(features=name)
-            typer.echo(f"extractors ({', '.join(extractors.available())}) and their LightGlue weights load: ok")
+                if f"lightglue-{name}" in w.FILES:
+                    matchers.get("lightglue")(features=name)
+            typer.echo(f"extractors ({', '.join(extractors.available())}) and the LightGlue weights load: ok")
 
     _run(body, verbose)
 

@@ -69,6 +69,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "pairs.global_descriptor": ("auto", "dinov2", "vlad"),
     "pairs.dinov2_model": ("vits14", "vitb14"),
     "features.name": tuple(extractors.available()),
+    "features.cheap": ("aliked", "xfeat"),  # lightsfm.orientation.CHEAP
     "matching.name": tuple(matchers.available()),
     "matching.first": tuple(matchers.available()),
     "matching.second": tuple(matchers.available()),
@@ -86,6 +87,7 @@ TEXT: set[str] = {"run.ray_address", "verify.camera_params"}
 RANGES: dict[str, tuple[float, float]] = {
     "features.max_keypoints": (1, 100_000),
     "features.detection_threshold": (0, 1),
+    "features.heatmap_threshold": (0, 1),
     "features.nms_radius": (0, 64),
     "features.resize_max": (64, 20_000),
     "pairs.topk": (1, 100_000),

@@ -36,6 +36,9 @@ default_conf: dict[str, Any] = {
     # Folder of masks (<image name>.png, black or transparent = ignore) or "alpha" (the
     # photos' own alpha channels): no keypoints in masked pixels (lightsfm.masks).
     "masks": None,
+    # The cheap pass of turn detection, whose inliers also prune the pairs (pairs.prematch_*):
+    # aliked (the tiny ALIKED) or xfeat (about twice as fast; see lightsfm.orientation).
+    "cheap": "aliked",
 }
 # Command-line flags of these settings (lightsfm.cli): key → help, or (flag, help).
 flags: dict[str, str | tuple[str, str]] = {
@@ -43,6 +46,7 @@ flags: dict[str, str | tuple[str, str]] = {
     "resize_max": "Long side (px) features are extracted at.",
     "upright": ("--upright/--no-upright", "Detect photos turned by 90°/180°/270°."),
     "masks": "Masks: a folder of <image name>.png (black = ignore), or 'alpha' (the photos' alpha).",
+    "cheap": "Extractor of turn detection's cheap pass: aliked (tiny ALIKED) or xfeat.",
 }
 
 # Named configurations, as hloc's `confs`.
@@ -151,7 +155,7 @@ def main(
     if not todo:
         return store.path, failed
     if rotations is None and conf["upright"]:
-        rotations, failed = orientation.main(image_dir, names, output, device, executor, conf["masks"])
+        rotations, failed = orientation.main(image_dir, names, output, device, executor, conf["masks"], conf["cheap"])
     rotations = rotations or {}
     items = [(n, rotations.get(n, 0)) for n in todo if n not in failed]
     executor = executor or LocalExecutor()

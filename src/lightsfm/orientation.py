@@ -26,11 +26,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import masks
+from . import extractors, masks
 from .device import set_threads
 from .errors import ImageError
 from .executor import Executor, LocalExecutor
-from .extractors.aliked import AlikedExtractor
 from .geometry import count_inliers
 from .graph import components
 from .images import load_image
@@ -40,9 +39,14 @@ from .pairs import vlad
 
 logger = logging.getLogger(__name__)
 
-# The tiny ALIKED: half the time of n16 for the same turns found on ../shared/data
-# (temple: 5.9 s vs 12.0 s for its 16 × 4 versions); most of detection's time is this.
-CHEAP = {"model": "aliked-t16", "max_keypoints": 512, "resize_max": 512}
+# The cheap pass's extractor (``features.cheap``) and its settings. The tiny ALIKED: half the
+# time of n16 for the same turns found on ../shared/data (temple: 5.9 s vs 12.0 s for its
+# 16 × 4 versions); most of detection's time is this. XFeat: about half the tiny ALIKED's
+# time again (35 vs 76 ms per photo, benchmarks/results/2026-12-01-xfeat-cheap.txt).
+CHEAP = {
+    "aliked": {"name": "aliked", "model": "aliked-t16", "max_keypoints": 512, "resize_max": 512},
+    "xfeat": {"name": "xfeat", "max_keypoints": 512, "resize_max": 512},
+}
 MARGIN = 1.5  # a pair's best turn must have this many times the inliers of its second best
 MIN_INLIERS = 25  # pairs with fewer inliers at their best turn say nothing
 # Up to this many photos every pair is matched; above, each photo only with its NEIGHBOURS
@@ -171,9 +175,16 @@ class CheapTask:
 
     side_by_side = True  # one photo per item, nothing shared: the local executor runs a few at once
 
-    def __init__(self, image_dir: Path, extractor_factory, device: str = "cpu", mask_source: str | None = None) -> None:
+    def __init__(
+        self,
+        image_dir: Path,
+        extractor_factory,
+        device: str = "cpu",
+        mask_source: str | None = None,
+        cheap: str = "aliked",
+    ) -> None:
         self.image_dir, self.factory, self.device = Path(image_dir), extractor_factory, device
-        self.mask_source = mask_source
+        self.mask_source, self.conf = mask_source, CHEAP[cheap]
         self._extractor = None
 
     def __getstate__(self) -> dict:
@@ -183,9 +194,9 @@ class CheapTask:
         name, turns = item
         if self._extractor is None:
             set_threads()
-            self._extractor = self.factory(CHEAP, self.device)
+            self._extractor = self.factory(self.conf, self.device)
         try:
-            rgb, size = load_image(self.image_dir / name, CHEAP["resize_max"])
+            rgb, size = load_image(self.image_dir / name, self.conf["resize_max"])
             keep = masks.resized(masks.load(self.mask_source, self.image_dir, name, size), rgb.shape[:2])
         except ImageError as e:
             return name, e.reason
@@ -207,6 +218,7 @@ def detect(
     failed: dict[str, str] | None = None,
     executor: Executor | None = None,
     mask_source: str | None = None,
+    cheap: str = "aliked",
 ) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
     """Number of counter-clockwise quarter turns (0–3) that makes each image upright, and
     each pair's inliers at its best relative turn (a cheap guess of which pairs overlap).
@@ -214,7 +226,7 @@ def detect(
     A photo that cannot be decoded is left out (its reason goes into ``failed``, with a
     warning) and the others go on without it.
     """
-    task = CheapTask(image_dir, extractor_factory, device, mask_source)
+    task = CheapTask(image_dir, extractor_factory, device, mask_source, cheap)
     run = (executor or LocalExecutor()).map
     matcher = MutualNNMatcher({"ratio": 0.9}, device)
     turned: dict[str, list[dict]] = {}
@@ -267,28 +279,30 @@ def main(
     device: str = "cpu",
     executor: Executor | None = None,
     mask_source: str | None = None,
+    cheap: str = "aliked",
 ) -> tuple[dict[str, int], dict[str, str]]:
     """Quarter turns per image and, for photos that could not be read, the reason.
 
-    Read from ``output/orientation.json`` when it was written for these images and masks
-    (``mask_source``, lightsfm.masks); otherwise detected and written there, with every
-    pair's inliers for the pairs stage.
+    Read from ``output/orientation.json`` when it was written for these images, masks
+    (``mask_source``, lightsfm.masks) and cheap extractor (``cheap``, a key of CHEAP);
+    otherwise detected and written there, with every pair's inliers for the pairs stage.
     """
     path = orientation_path(output)
     mask_key = masks.fingerprint(mask_source)
     if path.exists():
         done = json.loads(path.read_text())
         if (
-            done.get("cheap") == CHEAP
+            done.get("cheap") == CHEAP[cheap]
             and sorted(done.get("names", [])) == sorted(names)
             and done.get("masks", "") == mask_key
         ):
             return done["rotations"], done["failed"]
     failed: dict[str, str] = {}
-    rotations, overlap = detect(image_dir, names, AlikedExtractor, device, failed, executor, mask_source)
+    factory = extractors.get(CHEAP[cheap]["name"])
+    rotations, overlap = detect(image_dir, names, factory, device, failed, executor, mask_source, cheap)
     rows = [{"pair": [a, b], "inliers": v} for (a, b), v in overlap.items()]
     record = {
-        "cheap": CHEAP,
+        "cheap": CHEAP[cheap],
         "names": names,
         "masks": mask_key,
         "failed": failed,

@@ -113,7 +113,8 @@ def _reconstruct(
     rotations: dict[str, int] = {}
     if conf["features"]["upright"]:
         with timer("orientation"):
-            rotations, failed = orientation.main(image_dir, names, output, device, executor, conf["features"]["masks"])
+            f = conf["features"]
+            rotations, failed = orientation.main(image_dir, names, output, device, executor, f["masks"], f["cheap"])
         skipped.update(failed)
         names = [n for n in names if n not in failed]
     others = ensemble.members(conf["features"])

@@ -93,7 +93,8 @@ def main(
         device = conf["device"]
         rotations: dict[str, int] = {}
         if conf["features"]["upright"]:
-            rotations, failed = orientation.main(image_dir, names, ws.output, device, None, conf["features"]["masks"])
+            f = conf["features"]
+            rotations, failed = orientation.main(image_dir, names, ws.output, device, None, f["masks"], f["cheap"])
             skipped.update({n: r for n, r in failed.items() if n in new_names})
         feature_file, failed = extract.main(image_dir, names, ws.output, conf["features"], device, rotations)
         skipped.update(failed)

