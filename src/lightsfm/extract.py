@@ -37,7 +37,8 @@ default_conf: dict[str, Any] = {
     # photos' own alpha channels): no keypoints in masked pixels (lightsfm.masks).
     "masks": None,
     # The cheap pass of turn detection, whose inliers also prune the pairs (pairs.prematch_*):
-    # aliked (the tiny ALIKED) or xfeat (about twice as fast; see lightsfm.orientation).
+    # aliked (the tiny ALIKED) or xfeat (faster per photo, but pre-matching's threshold is
+    # the tiny ALIKED's: it folded the dino; see lightsfm.orientation).
     "cheap": "aliked",
 }
 # Command-line flags of these settings (lightsfm.cli): key → help, or (flag, help).
@@ -46,7 +47,7 @@ flags: dict[str, str | tuple[str, str]] = {
     "resize_max": "Long side (px) features are extracted at.",
     "upright": ("--upright/--no-upright", "Detect photos turned by 90°/180°/270°."),
     "masks": "Masks: a folder of <image name>.png (black = ignore), or 'alpha' (the photos' alpha).",
-    "cheap": "Extractor of turn detection's cheap pass: aliked (tiny ALIKED) or xfeat.",
+    "cheap": "Turn detection's cheap pass: aliked (tiny ALIKED) or xfeat (faster; worse pre-matching here).",
 }
 
 # Named configurations, as hloc's `confs`.

