@@ -66,3 +66,25 @@ def test_the_run_settings_choose_the_workers():
     ex = executor.from_conf({"workers": 1, "threads": 2})
     assert (ex.workers, ex.threads) == (1, 2)
     assert executor.from_conf(None).workers == 0  # default: one per core
+
+
+def test_cheap_pair_work_side_by_side_equals_one_pair_at_a_time(tmp_path):
+    """Mutual nearest neighbours (with the quick check) and retrieval's cheap match check run
+    one pair per core at once; LightGlue stays one pair at a time."""
+    from lightsfm import match
+    from lightsfm.pairs import retrieval
+
+    conf = {**config.defaults()["features"], "resize_max": 320, "max_keypoints": 256, "upright": False}
+    feature_file, _ = extract.main(DEMO, PHOTOS, tmp_path, conf)
+    pairs = [(a, b) for i, a in enumerate(PHOTOS) for b in PHOTOS[i + 1 :]]
+    mnn = match.MatchTask(feature_file, "mnn", config.defaults()["matching"], check=1.0)
+    assert mnn.side_by_side and not mnn.using("lightglue").side_by_side
+    apart = list(executor.LocalExecutor(threads=1, workers=2).map(mnn, pairs))
+    alone = list(executor.LocalExecutor(threads=1, workers=1).map(mnn, pairs))
+    for x, y in zip(apart, alone, strict=True):
+        assert x[:2] == y[:2] and x[3] == y[3] and np.array_equal(x[2]["matches0"], y[2]["matches0"])
+    check = retrieval.CheapCheck(feature_file, PHOTOS, 128)
+    sim = np.ones((4, 4)) - np.eye(4)
+    runs = [executor.LocalExecutor(threads=1, workers=w).map for w in (2, 1)]
+    a, b = (retrieval.checked_inliers(sim, check, 3, 1, 8, run) for run in runs)
+    assert np.array_equal(a, b) and (a[np.triu_indices(4, 1)] > -1).all()

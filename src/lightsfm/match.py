@@ -70,6 +70,11 @@ class MatchTask:
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_feats": None, "_model": None}
 
+    @property
+    def side_by_side(self) -> bool:
+        """Pairs of a cheap matcher run one per core at once locally (lightsfm.executor)."""
+        return matchers.get(self.matcher).side_by_side
+
     def features(self) -> FeatureReader:
         if self._feats is None:
             self._feats = FeatureReader(self.feature_file)

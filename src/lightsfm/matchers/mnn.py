@@ -14,6 +14,7 @@ class MutualNNMatcher(Matcher):
     """Keeps pairs of keypoints that are each other's nearest descriptor and pass the ratio test."""
 
     name = "mnn"
+    side_by_side = True  # ~10 ms a pair: two pairs at once beat one pair on two threads
     default_conf: dict[str, Any] = {
         "min_similarity": 0.75,  # cosine similarity of L2-normalised descriptors
         "ratio": 0.95,  # Lowe's ratio on distances (1 disables)

@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from ..matchers.base import quick_inliers
+from ..executor import LocalExecutor
+from ..matchers.base import Run, quick_inliers
 from ..matchers.mnn import MutualNNMatcher
 from ..store import FeatureReader
 from . import dinov2, vlad
@@ -128,7 +129,14 @@ def two_hop(n: int, passed: set[tuple[int, int]], checked: set[tuple[int, int]])
 
 class CheapCheck:
     """The cheap match check over the images of a features file: each image's ``num_keypoints``
-    strongest keypoints, mutual nearest neighbours (the hybrid's first matcher), a quick RANSAC."""
+    strongest keypoints, mutual nearest neighbours (the hybrid's first matcher), a quick RANSAC.
+
+    A work item is a pair of image indices (i, j) → inliers. Pairs are independent and cheap:
+    the local executor checks one per core at once (``side_by_side``), the copies sharing
+    the keypoint subsets (read only).
+    """
+
+    side_by_side = True
 
     def __init__(self, feature_file: Path, names: list[str], num_keypoints: int, device: str = "cpu") -> None:
         self.matcher = MutualNNMatcher({}, device)
@@ -145,15 +153,19 @@ class CheapCheck:
                     }
                 )
 
-    def __call__(self, i: int, j: int) -> int:
-        f0, f1 = self.subset[i], self.subset[j]
+    def __call__(self, pair: tuple[int, int]) -> int:
+        f0, f1 = self.subset[pair[0]], self.subset[pair[1]]
         m0 = self.matcher(f0, f1)["matches0"]
         return quick_inliers(f0, f1, m0, CHECK_THRESHOLD) if (m0 > -1).sum() >= 8 else 0
 
 
-def checked_inliers(sim: np.ndarray, check: CheapCheck, candidates: int, rounds: int, min_inliers: int) -> np.ndarray:
+def checked_inliers(
+    sim: np.ndarray, check: CheapCheck, candidates: int, rounds: int, min_inliers: int, run: Run | None = None
+) -> np.ndarray:
     """(n, n) check inliers, -1 where unchecked: each image's ``candidates`` most similar, then
-    ``rounds`` rounds of two-hop candidates (most shared passed partners first, then similarity)."""
+    ``rounds`` rounds of two-hop candidates (most shared passed partners first, then
+    similarity). ``run``: an executor's map (the local one by default)."""
+    run = run or LocalExecutor().map
     n = len(sim)
     inliers = np.full((n, n), -1, np.int32)
     sim = np.clip(sim, -1, 1)
@@ -163,8 +175,8 @@ def checked_inliers(sim: np.ndarray, check: CheapCheck, candidates: int, rounds:
     checked: set[tuple[int, int]] = set()
     passed: set[tuple[int, int]] = set()
     for r in range(rounds + 1):
-        for i, j in todo:
-            inliers[i, j] = inliers[j, i] = check(i, j)
+        for (i, j), found in zip(todo, run(check, todo), strict=True):
+            inliers[i, j] = inliers[j, i] = found
             checked.add((i, j))
             if inliers[i, j] >= min_inliers:
                 passed.add((i, j))
