@@ -3,15 +3,16 @@
 A stage hands ``map`` a task (a picklable callable that builds its model on first use,
 so a worker loads it once, not once per item) and its work items; results come back in
 the order of the items, whoever computed them. ``local`` runs them here with a progress
-bar: one after the other on every core, except the per-photo tasks (``side_by_side``), which
-run one per core at once; ``ray`` runs the same tasks on a Ray cluster: one worker
+bar: one after the other on every core, except the tasks marked ``side_by_side`` (a photo
+to describe, a pair for mutual nearest neighbours or retrieval's check), which run one per
+core at once; ``ray`` runs the same tasks on a Ray cluster: one worker
 process (a Ray actor) per CPU, each keeping the tasks it was given (and so their models)
 across calls, the items sent in batches. Stages write the results on the driver, so the
 files are the same whichever executor computed them, and a run stopped under one executor
 resumes under the other.
 
 Results do not depend on the executor as long as each item runs with the same number of
-torch threads (``run.threads``; Ray workers and local per-photo work use one each by
+torch threads (``run.threads``; Ray workers and local side-by-side work use one each by
 default): the same item at another thread count can differ in the last bits.
 """
 
@@ -42,7 +43,8 @@ default_conf: dict[str, Any] = {
     "executor": "local",  # local | ray
     "ray_address": None,  # None: start Ray on this machine; "auto"; "HOST:PORT" of a running cluster
     "threads": 0,  # torch threads per work item; 0: every core for local, 1 per Ray worker
-    # Per-photo items run at once in this process (0: one per core, each on one torch thread):
+    # Side-by-side items (photos, cheap pairs) run at once in this process (0: one per core,
+    # each on one torch thread):
     # small convolutions split poorly over threads. Two side by side against one after the
     # other on both cores: extraction 12-20 % faster, the six scenes of
     # benchmarks/results/2026-12-01-workers-ab.txt 117.3 s vs 124.5 s at the same mAA (±0.004);
@@ -54,7 +56,7 @@ flags: dict[str, str | tuple[str, str]] = {
     "executor": "Where per-photo and per-pair work runs: local (this process) or ray (a Ray cluster).",
     "ray_address": "Ray cluster to use: auto, HOST:PORT, or unset to start Ray on this machine.",
     "threads": "Torch threads per work item (0: every core locally, one per Ray worker); same count, same bits.",
-    "workers": "Photos described at once locally (0: one per core; 1: one after the other on every core).",
+    "workers": "Photos or cheap pairs done at once locally (0: one per core; 1: one at a time on every core).",
 }
 
 
@@ -68,12 +70,12 @@ class LocalExecutor:
     """In this process, with a progress bar when ``desc`` names the work.
 
     Items run one after the other, torch using every core within an item (or ``threads``),
-    except for tasks marked ``side_by_side`` (one photo each, no state shared between items:
-    turn detection's and extraction's): ``workers`` of those items run at once (0: one per
-    core), each in a thread with its own copy of the task (and so of its model), on
-    ``threads`` torch threads (0: the cores shared out, one each on this machine). A photo's
-    features then do not depend on how many photos are left to do, so a resumed run
-    extracts what an uninterrupted one would, and they equal a Ray worker's (one thread).
+    except for tasks marked ``side_by_side`` (short items sharing no state: a photo to
+    describe, a pair for mutual nearest neighbours or retrieval's check): ``workers`` of
+    those items run at once (0: one per core), each in a thread with its own copy of the task (and so of its model), on
+    ``threads`` torch threads (0: the cores shared out, one each on this machine). An item's
+    result then does not depend on how many items are left to do, so a resumed run computes
+    what an uninterrupted one would, and it equals a Ray worker's (one thread).
     """
 
     def __init__(self, threads: int = 0, workers: int = 0) -> None:
