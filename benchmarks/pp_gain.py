@@ -1,6 +1,6 @@
 """Does the final principal-point refinement explain the matches clearly better where it pays?
 
-    python benchmarks/pp_gain.py RUNS [--data ../shared/data]
+    python benchmarks/pp_gain.py RUNS [--radial] [--data ../shared/data]
 
 RUNS holds finished runs as RUNS/<dataset>/<scene>/ (benchmark.py's OUT/lightsfm). For each
 scene's model: the principal points are put back at the image centres and the model is
@@ -9,6 +9,9 @@ once with them free (``colmap.bundle.adjust_with_principal_points``, what
 ``mapping.refine_principal_points`` tries). Printed: the mean reprojection error of each,
 its relative drop, where the principal point went, and the mAA of each. An "explains the
 matches clearly better" guard (issue #17) would keep the refinement only above some drop.
+
+``--radial``: the same question for distortion. Each model whose camera has none
+(SIMPLE_PINHOLE) is adjusted once as it is and once as SIMPLE_RADIAL with k1 freed from 0.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from lightsfm.colmap import bundle  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", type=Path)
+    ap.add_argument("--radial", action="store_true", help="free a radial term instead")
     ap.add_argument("--data", type=Path, default=HERE.parents[1] / "shared" / "data")
     args = ap.parse_args()
     pycolmap.logging.minloglevel = 2
@@ -39,6 +43,9 @@ def main() -> None:
     for key, (_, names, paths, scene) in scenes_of(args.data).items():
         folder = args.runs / scene[0] / scene[1] / "sparse" / "0"
         if not folder.is_dir():
+            continue
+        if args.radial:
+            radial(key, pycolmap.Reconstruction(str(folder)), names, paths, labels[scene], thresholds.get(scene))
             continue
         centred = pycolmap.Reconstruction(str(folder))
         for cam in centred.cameras.values():
@@ -58,6 +65,33 @@ def main() -> None:
             f"from the centre, mAA centre {maa[0]:.3f} refined {maa[1]:.3f}",
             flush=True,
         )
+
+
+def radial(key: str, rec: pycolmap.Reconstruction, names: list, paths: list, gt: dict, ths) -> None:
+    """One line: the model adjusted as it is, and with a radial term (k1) freed."""
+    if any(cam.model.name != "SIMPLE_PINHOLE" for cam in rec.cameras.values()):
+        print(f"{key:34s} has distortion terms already ({next(iter(rec.cameras.values())).model.name})")
+        return
+    pinhole = bundle.adjust(rec, True, True, 2)
+    with_k1 = pycolmap.Reconstruction(rec)
+    for cam in list(with_k1.cameras.values()):
+        f, cx, cy = cam.params
+        with_k1.cameras[cam.camera_id] = pycolmap.Camera(
+            model="SIMPLE_RADIAL", width=cam.width, height=cam.height, params=[f, cx, cy, 0.0], camera_id=cam.camera_id
+        )
+    with_k1 = bundle.adjust(with_k1, True, True, 2)
+    errors = []
+    for m in (pinhole, with_k1):
+        m.update_point_3d_errors()
+        errors.append(m.compute_mean_reprojection_error())
+    k1 = next(iter(with_k1.cameras.values())).params[3]
+    maa = [bm.score([m], paths, names, gt, ths)["mAA"] for m in (pinhole, with_k1)]
+    print(
+        f"{key:34s} error pinhole {errors[0]:.4f} radial {errors[1]:.4f} px "
+        f"(drop {100 * (errors[0] - errors[1]) / errors[0]:.2f} %), k1 {k1:+.4f}, "
+        f"mAA pinhole {maa[0]:.3f} radial {maa[1]:.3f}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

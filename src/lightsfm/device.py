@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 
 import torch
@@ -24,3 +26,15 @@ def set_threads() -> None:
     """Use every core, or the count an executor chose: torch defaults to the physical count,
     which can be lower."""
     torch.set_num_threads(_threads or max(1, os.cpu_count() or 1))
+
+
+def release_freed_memory() -> None:
+    """Hands memory freed by finished work back to the system (glibc's ``malloc_trim``; a no-op
+    elsewhere). Turn detection frees its cheap features of every photo before extraction
+    starts, but glibc keeps most of the freed heap: trimmed, extraction of mold_gold_cape's
+    119 photos peaks at 1356 MB instead of 1525 MB."""
+    name = ctypes.util.find_library("c")
+    try:
+        ctypes.CDLL(name).malloc_trim(0)
+    except (OSError, AttributeError, TypeError):  # not glibc
+        pass

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import extractors, masks, orientation
-from .device import set_threads
+from .device import release_freed_memory, set_threads
 from .errors import ImageError
 from .executor import Executor, LocalExecutor
 from .images import load_image
@@ -157,6 +157,7 @@ def main(
         return store.path, failed
     if rotations is None and conf["upright"]:
         rotations, failed = orientation.main(image_dir, names, output, device, executor, conf["masks"], conf["cheap"])
+        release_freed_memory()
     rotations = rotations or {}
     items = [(n, rotations.get(n, 0)) for n in todo if n not in failed]
     executor = executor or LocalExecutor()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import checks, colmap, config, ensemble, extract, gps, mapping, match, orientation, pairs, verify
+from .device import release_freed_memory
 from .errors import LightsfmError
 from .executor import Executor, from_conf
 from .images import list_images, read_infos
@@ -117,6 +118,7 @@ def _reconstruct(
             rotations, failed = orientation.main(image_dir, names, output, device, executor, f["masks"], f["cheap"])
         skipped.update(failed)
         names = [n for n in names if n not in failed]
+        release_freed_memory()  # (the cheap features of every photo, before extraction's peak)
     others = ensemble.members(conf["features"])
     with timer("extract"):
         feature_file, failed = extract.main(image_dir, names, output, conf["features"], device, rotations, executor)
