@@ -49,7 +49,7 @@ default_conf: dict[str, Any] = {
     # other on both cores: extraction 12-20 % faster, the six scenes of
     # benchmarks/results/2026-12-01-workers-ab.txt 117.3 s vs 124.5 s at the same mAA (±0.004);
     # it costs a second image's activations (12 mold_gold_cape photos, 1024 px: peak RSS
-    # 1.37 GB vs 0.89 GB).
+    # 1.37 GB vs 0.89 GB; the 309-photo folder's turn detection and extraction 1.83 GB).
     "workers": 0,
 }
 flags: dict[str, str | tuple[str, str]] = {
