@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 import torch
@@ -33,8 +32,7 @@ def release_freed_memory() -> None:
     elsewhere). Turn detection frees its cheap features of every photo before extraction
     starts, but glibc keeps most of the freed heap: trimmed, extraction of mold_gold_cape's
     119 photos peaks at 1356 MB instead of 1525 MB."""
-    name = ctypes.util.find_library("c")
     try:
-        ctypes.CDLL(name).malloc_trim(0)
-    except (OSError, AttributeError, TypeError):  # not glibc
+        ctypes.CDLL(None).malloc_trim(0)  # (the process's own symbols: glibc's on Linux)
+    except (OSError, AttributeError):  # not glibc
         pass

@@ -44,12 +44,11 @@ default_conf: dict[str, Any] = {
     "ray_address": None,  # None: start Ray on this machine; "auto"; "HOST:PORT" of a running cluster
     "threads": 0,  # torch threads per work item; 0: every core for local, 1 per Ray worker
     # Side-by-side items (photos, cheap pairs) run at once in this process (0: one per core,
-    # each on one torch thread):
-    # small convolutions split poorly over threads. Two side by side against one after the
-    # other on both cores: extraction 12-20 % faster, the six scenes of
-    # benchmarks/results/2026-12-01-workers-ab.txt 117.3 s vs 124.5 s at the same mAA (±0.004);
-    # it costs a second image's activations (12 mold_gold_cape photos, 1024 px: peak RSS
-    # 1.37 GB vs 0.89 GB; the 309-photo folder's turn detection and extraction 1.83 GB).
+    # each on one torch thread): small convolutions split poorly over threads. Two side by
+    # side against one after the other on both cores: extraction 12-20 % faster, the six
+    # scenes of benchmarks/results/2026-12-01-workers-ab.txt 117.3 s vs 124.5 s at the same
+    # mAA (±0.004); it costs a second image's activations (12 mold_gold_cape photos, 1024 px:
+    # peak RSS 1.37 GB vs 0.89 GB; the 309-photo folder's turn detection and extraction 1.83 GB).
     "workers": 0,
 }
 flags: dict[str, str | tuple[str, str]] = {
@@ -72,8 +71,9 @@ class LocalExecutor:
     Items run one after the other, torch using every core within an item (or ``threads``),
     except for tasks marked ``side_by_side`` (short items sharing no state: a photo to
     describe, a pair for mutual nearest neighbours or retrieval's check): ``workers`` of
-    those items run at once (0: one per core), each in a thread with its own copy of the task (and so of its model), on
-    ``threads`` torch threads (0: the cores shared out, one each on this machine). An item's
+    those items run at once (0: one per core), each in a thread with its own copy of the
+    task (and so of its model), on ``threads`` torch threads (0: the cores shared out, one
+    each on this machine). An item's
     result then does not depend on how many items are left to do, so a resumed run computes
     what an uninterrupted one would, and it equals a Ray worker's (one thread).
     """
