@@ -44,34 +44,41 @@ def main() -> None:
         folder = args.runs / scene[0] / scene[1] / "sparse" / "0"
         if not folder.is_dir():
             continue
-        if args.radial:
-            radial(key, pycolmap.Reconstruction(str(folder)), names, paths, labels[scene], thresholds.get(scene))
+        rec = pycolmap.Reconstruction(str(folder))
+        if args.radial and any(cam.model.name != "SIMPLE_PINHOLE" for cam in rec.cameras.values()):
+            print(f"{key:34s} has distortion terms already ({next(iter(rec.cameras.values())).model.name})")
             continue
-        centred = pycolmap.Reconstruction(str(folder))
-        for cam in centred.cameras.values():
-            cam.principal_point_x, cam.principal_point_y = cam.width / 2, cam.height / 2
-        centred = bundle.adjust(centred, True, True, 2)
-        refined, _ = bundle.adjust_with_principal_points(centred, True, True, 2)
+        (name0, rec0), (name1, rec1), what = radial(rec) if args.radial else principal_point(rec)
         errors = []
-        for rec in (centred, refined):
-            rec.update_point_3d_errors()
-            errors.append(rec.compute_mean_reprojection_error())
-        cam = next(iter(refined.cameras.values()))
-        maa = [bm.score([m], paths, names, labels[scene], thresholds.get(scene))["mAA"] for m in (centred, refined)]
+        for m in (rec0, rec1):
+            m.update_point_3d_errors()
+            errors.append(m.compute_mean_reprojection_error())
+        maa = [bm.score([m], paths, names, labels[scene], thresholds.get(scene))["mAA"] for m in (rec0, rec1)]
         print(
-            f"{key:34s} error centre {errors[0]:.4f} refined {errors[1]:.4f} px "
-            f"(drop {100 * (errors[0] - errors[1]) / errors[0]:.2f} %), principal point "
-            f"{cam.principal_point_x - cam.width / 2:+.1f}, {cam.principal_point_y - cam.height / 2:+.1f} px "
-            f"from the centre, mAA centre {maa[0]:.3f} refined {maa[1]:.3f}",
+            f"{key:34s} error {name0} {errors[0]:.4f} {name1} {errors[1]:.4f} px "
+            f"(drop {100 * (errors[0] - errors[1]) / errors[0]:.2f} %), {what}, "
+            f"mAA {name0} {maa[0]:.3f} {name1} {maa[1]:.3f}",
             flush=True,
         )
 
 
-def radial(key: str, rec: pycolmap.Reconstruction, names: list, paths: list, gt: dict, ths) -> None:
-    """One line: the model adjusted as it is, and with a radial term (k1) freed."""
-    if any(cam.model.name != "SIMPLE_PINHOLE" for cam in rec.cameras.values()):
-        print(f"{key:34s} has distortion terms already ({next(iter(rec.cameras.values())).model.name})")
-        return
+Compared = tuple[tuple[str, pycolmap.Reconstruction], tuple[str, pycolmap.Reconstruction], str]
+
+
+def principal_point(rec: pycolmap.Reconstruction) -> Compared:
+    """The model adjusted with its principal points at the centres, then with them freed."""
+    centred = pycolmap.Reconstruction(rec)
+    for cam in centred.cameras.values():
+        cam.principal_point_x, cam.principal_point_y = cam.width / 2, cam.height / 2
+    centred = bundle.adjust(centred, True, True, 2)
+    refined, _ = bundle.adjust_with_principal_points(centred, True, True, 2)
+    cam = next(iter(refined.cameras.values()))
+    moved = f"{cam.principal_point_x - cam.width / 2:+.1f}, {cam.principal_point_y - cam.height / 2:+.1f} px"
+    return ("centre", centred), ("refined", refined), f"principal point {moved} from the centre"
+
+
+def radial(rec: pycolmap.Reconstruction) -> Compared:
+    """The model adjusted as it is (SIMPLE_PINHOLE), then with a radial term (k1) freed."""
     pinhole = bundle.adjust(rec, True, True, 2)
     with_k1 = pycolmap.Reconstruction(rec)
     for cam in list(with_k1.cameras.values()):
@@ -80,18 +87,7 @@ def radial(key: str, rec: pycolmap.Reconstruction, names: list, paths: list, gt:
             model="SIMPLE_RADIAL", width=cam.width, height=cam.height, params=[f, cx, cy, 0.0], camera_id=cam.camera_id
         )
     with_k1 = bundle.adjust(with_k1, True, True, 2)
-    errors = []
-    for m in (pinhole, with_k1):
-        m.update_point_3d_errors()
-        errors.append(m.compute_mean_reprojection_error())
-    k1 = next(iter(with_k1.cameras.values())).params[3]
-    maa = [bm.score([m], paths, names, gt, ths)["mAA"] for m in (pinhole, with_k1)]
-    print(
-        f"{key:34s} error pinhole {errors[0]:.4f} radial {errors[1]:.4f} px "
-        f"(drop {100 * (errors[0] - errors[1]) / errors[0]:.2f} %), k1 {k1:+.4f}, "
-        f"mAA pinhole {maa[0]:.3f} radial {maa[1]:.3f}",
-        flush=True,
-    )
+    return ("pinhole", pinhole), ("radial", with_k1), f"k1 {next(iter(with_k1.cameras.values())).params[3]:+.4f}"
 
 
 if __name__ == "__main__":

@@ -233,7 +233,7 @@ def test_georef_killed_between_writing_and_renaming(fountain_run, tmp_path, at):
         assert _digests(out / "sparse") == before  # the old model, untouched
     else:
         assert not (out / "sparse").exists() and _digests(out / Workspace.SPARSE_OLD) == before
-    georef._recover(out)  # what the next run does first: the old model is back
+    Workspace(out).remove_temporaries()  # what the next run does first: the old model is back
     assert _digests(out / "sparse") == before
     assert not (out / Workspace.SPARSE_NEW).exists() and not (out / Workspace.SPARSE_OLD).exists()
     assert georef.main(out)["outliers"] == [FAR]

