@@ -64,7 +64,7 @@ RULES: dict[str, list[tuple[str, dict]]] = {
     ],
     "pairs.prematch_min_inliers": [
         ("prematch_min_inliers=0 (off)", {"pairs": {"prematch_min_inliers": 0}}),
-        ("prematch_min_inliers=25", {"pairs": {"prematch_min_inliers": 25}}),
+        ("prematch_min_inliers=10", {"pairs": {"prematch_min_inliers": 10}}),
     ],
     "verify.camera_model": [
         ("camera_model=SIMPLE_RADIAL everywhere", {"verify": {"camera_model": "SIMPLE_RADIAL"}}),
@@ -93,7 +93,7 @@ RULES: dict[str, list[tuple[str, dict]]] = {
 DEFAULT_NAMES = {
     "matching.weak_below": "weak_below=100 (default)",
     "matching.strong_enough": "strong_enough=4 (default)",
-    "pairs.prematch_min_inliers": "prematch_min_inliers=10 (default)",
+    "pairs.prematch_min_inliers": "prematch_min_inliers=25 (default)",
     "verify.camera_model": "camera_model=auto (default: SIMPLE_RADIAL with EXIF, SIMPLE_PINHOLE without)",
     "mapping.method": "method=auto (default: incremental, global too when thin or suspect)",
     "mapping.final_principal_point": "final principal point from 8 photos (default)",

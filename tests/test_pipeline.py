@@ -54,7 +54,7 @@ def test_outputs_are_colmap_models(temple_run):
     assert (scene / "points.ply").stat().st_size > 10_000
     summary = json.loads((scene / "summary.json").read_text())
     assert (scene / "database.db").exists() and (scene / summary["files"]["pairs"]).exists()
-    assert summary["files"]["pairs"] == "pairs-exhaustive-prematch10.txt"
+    assert summary["files"]["pairs"] == "pairs-exhaustive-prematch25.txt"
     assert set(summary["timings_s"]) >= {"extract", "match", "verify", "map"}
 
 

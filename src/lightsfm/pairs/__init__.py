@@ -21,7 +21,9 @@ default_conf: dict[str, Any] = {
     # keeps its `prematch_keep` best partners whatever their count. At 10 on ../shared/data:
     # mean mAA 0.695 → 0.728 and 163.6 s → 123.7 s (then with LightGlue on every pair: fewer
     # LightGlue pairs, fewer false ones; benchmarks/results/2026-11-26-session2-*-vs-sift.json).
-    "prematch_min_inliers": 10,
+    # 25 since 2026-12-01: chosen leave-one-scene-out over all eight scenes (10, 25, off; 25 is
+    # at least as good as 10 on every scene; benchmarks/results/2026-12-01-loso-rules-b6cb785.md).
+    "prematch_min_inliers": 25,
     "prematch_keep": 3,
     # Photos with EXIF GPS are also paired with this many nearest by position (0: never),
     # where their GPS spread is several times its accuracy (lightsfm.pairs.nearby).
