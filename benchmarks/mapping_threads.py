@@ -59,7 +59,9 @@ def main() -> None:
             t = time.perf_counter()
             result = pipeline.reconstruct(image_dir, work, conf, image_names=names)
             wall = time.perf_counter() - t
-            scored = bm.score(result.models, paths, names, labels[scene], thresholds.get(scene))
+            scored = bm.score(
+                result.models, paths, names, labels[scene], thresholds.get(scene), result.stats.get("duplicates")
+            )
             row[str(threads)] = {
                 "map_s": result.timings.get("map"),
                 "wall_s": wall,
