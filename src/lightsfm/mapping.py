@@ -40,7 +40,9 @@ default_conf: dict[str, Any] = {
     # One thread: the same inputs then give bit-identical models. With all cores the order of
     # bundle-adjustment updates varies: on the dino, identical runs differed by up to 0.02°
     # in relative rotation and 0.79° in translation direction, same mAA (the fountain came
-    # out identical; benchmarks/results/2026-11-26-session3-repeatability.txt).
+    # out identical; benchmarks/results/2026-11-26-session3-repeatability.txt). All cores buy
+    # no time at any scene size measured (8-119 photos, 2 cores: 0.93-1.18x the one-thread
+    # mapping time, 1.03x in total; benchmarks/results/2026-12-01-mapping-threads.txt).
     "num_threads": 1,
     "refine_focal_length": True,
     "refine_principal_point": False,  # during incremental mapping (destabilises weak scenes)
