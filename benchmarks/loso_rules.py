@@ -2,7 +2,7 @@
 
     python benchmarks/loso_rules.py run [--rule matching.weak_below ...] [--scene dataset/scene ...]
                                         [--data ../shared/data] [--out outputs/loso_rules]
-    python benchmarks/loso_rules.py report [--out outputs/loso_rules] [--json FILE] [--md FILE]
+    python benchmarks/loso_rules.py report [--out outputs/loso_rules] [--rule ...] [--json FILE] [--md FILE]
 
 ``run`` reconstructs every (variant, scene) once, one after the other, at the default
 settings with one setting changed, and scores each with the IMC2023 metric exactly as
@@ -279,7 +279,7 @@ def md_rule(rule: str, runs: dict) -> tuple[str, dict]:
 def cmd_report(args) -> None:
     runs = load_runs(args.out)
     parts, verdicts = [], []
-    for rule in RULES:
+    for rule in args.rule or RULES:
         text, v = md_rule(rule, runs)
         parts.append(text)
         verdicts.append(v)
@@ -320,6 +320,7 @@ def main() -> None:
     p.add_argument("--json", type=Path)
     p.add_argument("--md", type=Path)
     p.add_argument("--md-head", type=Path, help="text put before the tables")
+    p.add_argument("--rule", action="append", choices=list(RULES), help="only these rules (default: all)")
     args = ap.parse_args()
     {"run": cmd_run, "report": cmd_report}[args.cmd](args)
 
