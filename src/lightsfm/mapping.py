@@ -77,6 +77,14 @@ default_conf: dict[str, Any] = {
     # 0.923 vs 0.919 with mapping 20 % faster (6.0 vs 7.6 s over the five scenes).
     "ba_local_max_refinements": 1,
     "ba_global_max_refinements": 2,
+    # Incremental mapping adjusts the whole model again once it has grown by this factor in
+    # photos or points (COLMAP: 1.1), and then leaves out points that other points already
+    # cover (COLMAP's ba_global_ignore_redundant_points3D; off in COLMAP). Together, from
+    # the same matches on all eight scenes: mapping 0.71x the time (58.0 s vs 81.8 s;
+    # tensorf_object80 0.63x, mold_gold_cape 0.71x), each scene's mAA within 0.005
+    # (benchmarks/results/2026-12-01-mapping-global-ba.txt).
+    "ba_global_growth": 1.25,
+    "ba_global_skip_redundant_points": True,
     # Fold checks of each mapped model against the verified pairs (lightsfm.checks), and
     # rounds of re-registering the photos a model misplaced (-1: no checks at all).
     "checks": checks.default_conf,
