@@ -24,9 +24,20 @@ LABELS = DATA / "train_labels.csv"
 
 
 @pytest.fixture(scope="module")
-def database(temple_run):
-    out, _, _ = temple_run
-    return out / "middlebury" / "templeSparseRing" / "database.db"
+def folding_run(tmp_path_factory):
+    """The temple matched as pre-matching at 10 cheap inliers did (the default until
+    2026-12-01): 57 pairs, among them the false ones from which GLOMAP folds the ring. (At
+    today's 25, 26 pairs, it does not fold; these tests need a model that does.)"""
+    from lightsfm import imc
+
+    out = tmp_path_factory.mktemp("fold")
+    imc.main(DATA, out, {"pairs": {"prematch_min_inliers": 10}}, scenes=["middlebury/templeSparseRing"])
+    return out / "middlebury" / "templeSparseRing"
+
+
+@pytest.fixture(scope="module")
+def database(folding_run):
+    return folding_run / "database.db"
 
 
 def share_over_30deg(rec: pycolmap.Reconstruction, scene: tuple[str, str]) -> float:
@@ -148,15 +159,14 @@ def test_a_duplicate_photo_gets_the_pose_of_the_one_it_copies(temple_run):
     assert set(colmap.poses_from_models(models, names)) == {"templeSR0001.png"}
 
 
-def test_the_cli_warns_and_exits_4_on_a_folded_model(temple_run, tmp_path):
+def test_the_cli_warns_and_exits_4_on_a_folded_model(folding_run, tmp_path):
     """The temple mapped by the global mapper only, from the guessed focal length: one line of
     warning naming the photos, exit 4."""
-    out, _, _ = temple_run
     work = tmp_path / "temple"
-    shutil.copytree(out / "middlebury" / "templeSparseRing", work, ignore=shutil.ignore_patterns("sparse", ".lock"))
+    shutil.copytree(folding_run, work, ignore=shutil.ignore_patterns("sparse", ".lock"))
     r = subprocess.run(
         [sys.executable, "-m", "lightsfm.cli", "reconstruct", str(TEMPLE_IMAGES), "-o", str(work)]
-        + ["--mapper", "global", "--set", "mapping.refocus_above=0", "--no-report"],
+        + ["--mapper", "global", "--set", "mapping.refocus_above=0", "--prematch", "10", "--no-report"],
         capture_output=True,
         text=True,
         env={**os.environ, "TQDM_DISABLE": "1"},
