@@ -66,6 +66,10 @@ RULES: dict[str, list[tuple[str, dict]]] = {
         ("prematch_min_inliers=0 (off)", {"pairs": {"prematch_min_inliers": 0}}),
         ("prematch_min_inliers=10", {"pairs": {"prematch_min_inliers": 10}}),
     ],
+    "verify.min_inliers": [
+        ("min_inliers=20", {"verify": {"min_inliers": 20}}),
+        ("min_inliers=25", {"verify": {"min_inliers": 25}}),
+    ],
     "verify.camera_model": [
         ("camera_model=SIMPLE_RADIAL everywhere", {"verify": {"camera_model": "SIMPLE_RADIAL"}}),
         ("camera_model=SIMPLE_PINHOLE everywhere", {"verify": {"camera_model": "SIMPLE_PINHOLE"}}),
@@ -94,6 +98,7 @@ DEFAULT_NAMES = {
     "matching.weak_below": "weak_below=100 (default)",
     "matching.strong_enough": "strong_enough=4 (default)",
     "pairs.prematch_min_inliers": "prematch_min_inliers=25 (default)",
+    "verify.min_inliers": "min_inliers=15 (default)",
     "verify.camera_model": "camera_model=auto (default: SIMPLE_RADIAL with EXIF, SIMPLE_PINHOLE without)",
     "mapping.method": "method=auto (default: incremental, global too when thin or suspect)",
     "mapping.final_principal_point": "final principal point from 8 photos (default)",
