@@ -11,6 +11,11 @@ with the ``--set`` overrides, one after the other in this process. Only ``verify
 ``mapping.*`` settings may change (the copied matches must be what the run would make).
 E.g. ``--set mapping.num_threads=0``: every core against one thread (issue #13 asks for
 that choice to be made by scene size, measured).
+
+    python benchmarks/mapping_ab.py --loso OUT1/mapping-ab.json OUT2/mapping-ab.json ...
+
+Leave-one-scene-out (benchmarks/loso.py) over the defaults and the changed side of each
+saved comparison, the last one listed being the choice under test.
 """
 
 from __future__ import annotations
@@ -28,20 +33,42 @@ sys.path.insert(0, str(HERE))
 
 import benchmark as bm  # noqa: E402  (sets TQDM_DISABLE, imports cv2 before pycolmap)
 import pycolmap  # noqa: E402
+from loso import MAX_LOSS, loso  # noqa: E402
 from loso_rules import scenes_of, seed  # noqa: E402
 
 from lightsfm import config, pipeline  # noqa: E402
 from lightsfm import evaluate as ev  # noqa: E402
 
 
+def leave_one_out(saved: list[Path]) -> None:
+    """Prints the leave-one-scene-out table of the defaults and each saved comparison's change."""
+    runs = [json.loads(p.read_text()) for p in saved]
+    table = {"the runs' defaults": {r["scene"]: r["default"]["mAA"] for r in runs[0]["rows"]}}
+    for run in runs:
+        table[" ".join(run["set"])] = {r["scene"]: r["changed"]["mAA"] for r in run["rows"]}
+    rows = loso(table)
+    for r in rows:
+        print(
+            f"{r['held_out']:34s} chosen {r['chosen']!r}: {r['mAA']:.3f}, best {r['best']!r}: {r['best_mAA']:.3f}, "
+            f"loss {r['loss']:.4f}"
+        )
+    worst = max(r["loss"] for r in rows)
+    print(f"worst held-out loss {worst:.4f}: {'earns its place' if worst <= MAX_LOSS else 'does NOT transfer'}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("runs", type=Path)
-    ap.add_argument("--set", action="append", required=True, help="override, e.g. mapping.num_threads=0")
+    ap.add_argument("runs", type=Path, nargs="?")
+    ap.add_argument("--set", action="append", help="override, e.g. mapping.num_threads=0")
+    ap.add_argument("--loso", type=Path, nargs="+", metavar="MAPPING_AB_JSON", help="leave-one-scene-out of saved runs")
     ap.add_argument("--out", type=Path, default=HERE.parent / "outputs" / "mapping-ab")
     ap.add_argument("--scene", action="append", default=[])
     ap.add_argument("--data", type=Path, default=HERE.parents[1] / "shared" / "data")
     args = ap.parse_args()
+    if args.loso:
+        return leave_one_out(args.loso)
+    if not (args.runs and args.set):
+        ap.error("RUNS and --set are needed (or --loso)")
     overrides = bm.parse_set(args.set)
     if not set(overrides) <= {"verify", "mapping"}:
         ap.error("only verify.* and mapping.* settings can change: the matches are copied")
@@ -64,7 +91,7 @@ def main() -> None:
             work = args.out / side / scene[0] / scene[1]
             shutil.rmtree(work, ignore_errors=True)
             work.mkdir(parents=True)
-            seed(work, conf, {"mapping": {}}, done)
+            seed(work, conf, overrides, done)  # turns, features and matches: only verify/mapping change
             t = time.perf_counter()
             result = pipeline.reconstruct(image_dir, work, conf, image_names=names)
             wall = time.perf_counter() - t

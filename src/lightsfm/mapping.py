@@ -81,8 +81,8 @@ default_conf: dict[str, Any] = {
     # photos or points (COLMAP: 1.1), and then leaves out points that other points already
     # cover (COLMAP's ba_global_ignore_redundant_points3D; off in COLMAP). Together, from
     # the same matches on all eight scenes: mapping 0.71x the time (58.0 s vs 81.8 s;
-    # tensorf_object80 0.63x, mold_gold_cape 0.71x), each scene's mAA within 0.005
-    # (benchmarks/results/2026-12-01-mapping-global-ba.txt).
+    # tensorf_object80 0.63x, mold_gold_cape 0.71x), each scene's mAA within 0.005; worst
+    # leave-one-scene-out loss 0.004 (benchmarks/results/2026-12-01-mapping-global-ba.txt).
     "ba_global_growth": 1.25,
     "ba_global_skip_redundant_points": True,
     # Fold checks of each mapped model against the verified pairs (lightsfm.checks), and
