@@ -25,6 +25,20 @@ def test_similarity_topk_and_threshold():
     assert got == [("a", "b"), ("b", "c"), ("c", "d")]
 
 
+def test_checked_pairs_replace_the_top_k():
+    names = ["a", "b", "c", "d", "e"]
+    sim = np.full((5, 5), 0.5) + np.diag([0.5] * 5)
+    sim[0, 3] = sim[3, 0] = 0.8  # a-d: the most similar, but the check found nothing in it
+    sim[2, 3] = sim[3, 2] = 0.7
+    inliers = np.full((5, 5), -1)
+    for (i, j), n in {(0, 1): 40, (1, 2): 9, (0, 3): 0, (2, 3): 3}.items():
+        inliers[i, j] = inliers[j, i] = n
+    got = retrieval.pairs_from_similarity(names, sim, topk=2, threshold=0.9, inliers=inliers, min_inliers=8)
+    # a, b, c have a passed pair and get no others; d and e none: their top-2 by similarity
+    # (a-d is asked for as one of d's, not of a's)
+    assert got == [("a", "b"), ("a", "d"), ("a", "e"), ("b", "c"), ("b", "e"), ("c", "d")]
+
+
 def test_pair_file_round_trip_with_spaces(tmp_path):
     p = [("a b.jpg", "c.jpg"), ("x/y.png", "z.png")]
     pairs.write_pairs(tmp_path / "pairs.txt", p)

@@ -34,7 +34,7 @@ default_conf: dict[str, Any] = {
 flags: dict[str, str | tuple[str, str]] = {
     "strategy": ("--pairing", "Which pairs to match."),
     "exhaustive_max": "auto: exhaustive up to this many images.",
-    "topk": "retrieval: at least this many neighbours per image.",
+    "topk": "retrieval: this many neighbours per image (with the cheap check: where none passed).",
     "prematch_min_inliers": (
         "--prematch",
         "Skip pairs with fewer cheap inliers (found by --upright's matching); 0 keeps all.",
