@@ -15,7 +15,7 @@ partners with it (two hops in the graph of passed pairs, up to ``check_candidate
 image and round; ties by similarity): overlap is transitive where a global descriptor is
 not. Every pair that passed is asked for; an image none of whose checked pairs passed gets
 its ``topk`` most similar instead. Measured with
-``benchmarks/retrieval_recall.py`` (``benchmarks/results/2026-11-30-retrieval-recall.txt``).
+``benchmarks/retrieval_recall.py`` (``benchmarks/results/2026-12-01-retrieval-recall-d01f735.txt``).
 """
 
 from __future__ import annotations
