@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import threading
 
 import torch
 
@@ -36,3 +37,36 @@ def release_freed_memory() -> None:
         ctypes.CDLL(None).malloc_trim(0)  # (the process's own symbols: glibc's on Linux)
     except (OSError, AttributeError):  # not glibc
         pass
+
+
+# Freed memory is handed back once the process has grown this much since the last time.
+TRIM_GROWTH_MB = 256
+_trim_lock = threading.Lock()
+_rss_after_trim = 0.0
+
+
+def rss_mb() -> float:
+    """This process's resident memory (MB; 0 where /proc is not there)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def release_freed_memory_if_grown() -> None:
+    """``release_freed_memory`` once the process has grown by TRIM_GROWTH_MB since the last
+    call that trimmed; called after each photo described. Photos described side by side
+    leave freed heap that glibc keeps: turn detection of the 309-photo mix peaked at
+    1375 MB without this, 769 MB with it (70.3 s and 73.3 s, one run each; a throwaway
+    script around orientation.detect sampling /proc/self/statm). Reading the size costs
+    microseconds; a trim, a few ms.
+    """
+    global _rss_after_trim
+    rss = rss_mb()
+    if not rss or rss < _rss_after_trim + TRIM_GROWTH_MB:
+        return
+    with _trim_lock:
+        if rss_mb() >= _rss_after_trim + TRIM_GROWTH_MB:  # (not just trimmed by another thread)
+            release_freed_memory()
+            _rss_after_trim = rss_mb()

@@ -27,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import extractors, masks
-from .device import set_threads
+from .device import release_freed_memory_if_grown, set_threads
 from .errors import ImageError
 from .executor import Executor, LocalExecutor
 from .geometry import count_inliers
@@ -210,6 +210,7 @@ class CheapTask:
                 inside = masks.drop_masked(np.rot90(keep, k), feats["keypoints"])
                 feats = {key: v[inside] for key, v in feats.items()}
             out.append(feats)
+        release_freed_memory_if_grown()
         return name, out
 
 
