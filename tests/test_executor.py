@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -88,3 +89,24 @@ def test_cheap_pair_work_side_by_side_equals_one_pair_at_a_time(tmp_path):
     runs = [executor.LocalExecutor(threads=1, workers=w).map for w in (2, 1)]
     a, b = (retrieval.checked_inliers(sim, check, 3, 1, 8, run) for run in runs)
     assert np.array_equal(a, b) and (a[np.triu_indices(4, 1)] > -1).all()
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads /proc (Linux)")
+def test_freed_heap_is_handed_back_once_the_process_has_grown(monkeypatch):
+    from lightsfm import device
+
+    monkeypatch.setattr(device, "_rss_after_trim", device.rss_mb())
+    # ~400 MB in 64 KB blocks (glibc's heap, below its mmap threshold); every 8th kept, so
+    # the freed ones are holes the heap cannot shrink past
+    blocks = [np.ones(8192) for _ in range(6400)]
+    kept = blocks[::8]
+    del blocks
+    grown = device.rss_mb()
+    assert grown > device._rss_after_trim + device.TRIM_GROWTH_MB
+    device.release_freed_memory_if_grown()
+    assert device.rss_mb() < grown - 200, "the freed blocks stayed resident"
+    assert device._rss_after_trim == pytest.approx(device.rss_mb(), abs=20)
+    before = device.rss_mb()
+    device.release_freed_memory_if_grown()  # not grown since: nothing to do
+    assert device._rss_after_trim <= before
+    del kept
