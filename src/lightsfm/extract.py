@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import extractors, masks, orientation
-from .device import release_freed_memory, release_freed_memory_if_grown, set_threads
+from .device import release_freed_memory, set_threads
 from .errors import ImageError
 from .executor import Executor, LocalExecutor
 from .images import load_image
@@ -131,8 +131,6 @@ class ExtractTask:
             )
         except ImageError as e:
             return name, e.reason
-        finally:
-            release_freed_memory_if_grown()
 
 
 def main(
