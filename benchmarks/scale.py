@@ -34,17 +34,11 @@ import cv2  # noqa: F401  (before torch and pycolmap)
 from pathlib import Path
 from lightsfm import config, pipeline
 from lightsfm import colmap
+from lightsfm.device import rss_mb
 
 args = json.loads(sys.argv[1])
 samples = []
 stop = threading.Event()
-
-def rss_mb():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 def sample():
     while not stop.is_set():
