@@ -112,3 +112,19 @@ def test_freed_heap_is_handed_back_once_the_process_has_grown(monkeypatch):
     device.release_freed_memory_if_grown()  # not grown since: nothing to do
     assert device._rss_after_trim <= before
     del kept
+
+
+class _Denormal:
+    side_by_side = True
+
+    def __call__(self, item: int) -> float:
+        # 1e-39 is a denormal float32: flushed, it reads as zero
+        return float((torch.full((200_000,), 1e-39) * 2).max())
+
+
+def test_denormals_are_flushed_here_in_torchs_threads_and_in_the_workers():
+    """LightGlue's attention runs ~1.4× faster with denormals flushed (lightsfm.device)."""
+    from lightsfm import device  # noqa: F401  (sets it on import)
+
+    assert _Denormal()(0) == 0.0  # here, the 200,000 products split over torch's threads
+    assert set(executor.LocalExecutor(workers=2).map(_Denormal(), range(4))) == {0.0}

@@ -13,6 +13,13 @@ import torch
 # differently), so executors that must agree run each item with the same count.
 _threads = 0
 
+# Flush denormal floats to zero. LightGlue's softmax leaves many attention weights below
+# 1e-38, where x86 arithmetic is ~10× slower: a 512-keypoint pair took 0.20 s on 2 threads,
+# 0.14 s with this set (the same matches). It is per thread, and threads inherit it when they
+# are created, so it is set here, before torch starts its thread pool, and again in
+# set_threads for the threads that run work items.
+torch.set_flush_denormal(True)
+
 
 def use_threads(n: int) -> int:
     """Runs work items here with ``n`` torch threads (0: every core); returns the previous count."""
@@ -26,6 +33,7 @@ def set_threads() -> None:
     """Use every core, or the count an executor chose: torch defaults to the physical count,
     which can be lower."""
     torch.set_num_threads(_threads or max(1, os.cpu_count() or 1))
+    torch.set_flush_denormal(True)
 
 
 def release_freed_memory() -> None:
