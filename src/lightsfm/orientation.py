@@ -24,7 +24,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from . import extractors, masks
 from .device import release_freed_memory_if_grown, set_threads
@@ -74,20 +73,44 @@ def _inliers(f0: dict, f1: dict, matcher: MutualNNMatcher) -> int:
     return count_inliers(f0["keypoints"], f1["keypoints"], matcher(f0, f1)["matches0"], 2.0)
 
 
+class PairTask:
+    """One pair as a work item: (a, b, turns) → the inliers of ``rot90(a, k)`` against ``b``
+    as stored, for each k of ``turns``. Cheap and independent: the local executor runs one
+    pair per core at once (the copies share the features, read only)."""
+
+    side_by_side = True
+
+    def __init__(self, turned: dict[str, list[dict]], matcher: MutualNNMatcher) -> None:
+        self.turned, self.matcher = turned, matcher
+
+    def __call__(self, item: tuple[str, str, tuple[int, ...]]) -> list[int]:
+        a, b, turns = item
+        return [_inliers(self.turned[a][k], self.turned[b][0], self.matcher) for k in turns]
+
+
 def relative_turns(
-    turned: dict[str, list[dict]], matcher: MutualNNMatcher, pairs: list[tuple[str, str]] | None = None
+    turned: dict[str, list[dict]],
+    matcher: MutualNNMatcher,
+    pairs: list[tuple[str, str]] | None = None,
+    upright: dict[tuple[str, str], int] | None = None,
 ) -> dict[tuple[str, str], tuple[int, int, int]]:
     """For every pair (a, b): (k, inliers, second best) with ``rot90(a, k)`` matching ``b``
     as stored best. One image of each pair needs its four turns in ``turned``; the other,
-    its turn 0 at least."""
+    its turn 0 at least. ``upright``: inliers already counted as stored (turn 0), not redone."""
     names = list(turned)
     if pairs is None:
         pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
-    out = {}
-    for a, b in tqdm(pairs, desc="orientation pairs", unit="pair", leave=False):
+    upright = upright or {}
+    items = []
+    for a, b in pairs:
         x, y = (a, b) if len(turned[a]) == 4 else (b, a)
-        score = sorted(((_inliers(turned[x][k], turned[y][0], matcher), k) for k in range(4)), reverse=True)
-        (best, k), (second, _) = score[0], score[1]
+        items.append((x, y, (1, 2, 3) if (a, b) in upright else (0, 1, 2, 3)))
+    out = {}
+    found = LocalExecutor().map(PairTask(turned, matcher), items, desc="orientation pairs (turns)", unit="pair")
+    for (a, b), (x, _, turns), counts in zip(pairs, items, found, strict=True):
+        if len(turns) == 3:
+            turns, counts = (0, *turns), [upright[(a, b)], *counts]
+        (best, k), (second, _) = sorted(zip(counts, turns, strict=True), reverse=True)[:2]
         # rot90(b, k) matching a means rot90(a, −k) matches b
         out[(a, b)] = (k if x == a else (-k) % 4, best, second)
     return out
@@ -244,10 +267,11 @@ def detect(
             turned[name] = out
     readable = list(turned)
     pairs = candidate_pairs(turned)
-    upright = {
-        p: _inliers(turned[p[0]][0], turned[p[1]][0], matcher)
-        for p in tqdm(pairs, desc="orientation pairs", unit="pair", leave=False)
-    }
+    # (pair work stays on this machine, one pair per core: it is too short to ship)
+    counts = LocalExecutor().map(
+        PairTask(turned, matcher), [(a, b, (0,)) for a, b in pairs], desc="orientation pairs", unit="pair"
+    )
+    upright = {p: c[0] for p, c in zip(pairs, counts, strict=True)}
     # Photos turned against each other share almost no inliers as stored (≤ 10 of the 25
     # needed on ../shared/data), so a pair above MIN_INLIERS is one with no relative turn.
     linked = _largest_group(readable, [p for p, v in upright.items() if v >= MIN_INLIERS])
@@ -263,7 +287,7 @@ def detect(
         readable = [n for n in readable if n in turned]
         rest = [n for n in rest if n in turned]
         todo = [p for p in candidate_pairs(turned, rest) if p not in scores]
-        scores |= relative_turns(turned, matcher, todo)
+        scores |= relative_turns(turned, matcher, todo, upright)
     found = synchronise(readable, clear_turns(scores))
     for name, k in found.items():
         if k:
