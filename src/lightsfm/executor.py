@@ -91,7 +91,7 @@ class LocalExecutor:
         threads = self.threads or (max(1, cores // workers) if side_by_side else 0)
         previous = device.use_threads(threads) if threads else None
         try:
-            results = _side_by_side(task, items, workers) if side_by_side else map(task, items)
+            results = _side_by_side(task, items, workers) if side_by_side else _here(task, items)
             # (a disable= of our own would override the user's TQDM_DISABLE)
             yield from tqdm(results, total=len(items), desc=desc, unit=unit) if items and desc else results
         finally:
@@ -108,6 +108,16 @@ class LocalExecutor:
         self.close()
 
 
+def _here(task: Callable[[Any], Any], items: list[Any]) -> Iterator[Any]:
+    """``task(item)`` for every item, in this thread, denormals flushed while it runs (lightsfm.device)."""
+    from .device import denormals_flushed
+
+    for item in items:
+        with denormals_flushed():
+            result = task(item)
+        yield result
+
+
 def _side_by_side(task: Callable[[Any], Any], items: list[Any], workers: int) -> Iterator[Any]:
     """``task(item)`` for every item, in item order, ``workers`` at a time in threads (torch
     releases the GIL in its kernels); each thread calls its own copy of ``task`` (copied as
@@ -118,6 +128,9 @@ def _side_by_side(task: Callable[[Any], Any], items: list[Any], workers: int) ->
 
     def call(item: Any) -> Any:
         if not hasattr(local, "task"):
+            from .device import flush_denormals
+
+            flush_denormals()  # (a thread of ours)
             local.task = copy.copy(task)
         return local.task(item)
 
@@ -165,6 +178,7 @@ class _Worker:
         from . import device
 
         device.use_threads(threads)
+        device.flush_denormals()  # (a process of ours)
         self.tasks: OrderedDict[str, Callable[[Any], Any]] = OrderedDict()
 
     def pid(self) -> int:
