@@ -73,6 +73,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "matching.name": tuple(matchers.available()),
     "matching.first": tuple(matchers.available()),
     "matching.second": tuple(matchers.available()),
+    "matching.precision": ("auto", "mixed", "float32"),
     "verify.method": ("magsac", "colmap"),
     "verify.camera_mode": ("auto", "per-clip", "single", "per-image"),  # colmap.CAMERA_MODES (pycolmap: lazily)
     "mapping.method": ("auto", "incremental", "global", "best"),
