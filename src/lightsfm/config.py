@@ -118,6 +118,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "mapping.min_tri_angle": (0, 90),
     "mapping.ba_local_max_refinements": (0, 100),
     "mapping.ba_global_max_refinements": (0, 100),
+    "mapping.ba_local_max_iterations": (1, 1_000_000),
+    "mapping.ba_global_max_iterations": (1, 1_000_000),
     "mapping.ba_global_growth": (1.001, 100),
     "mapping.repair_rounds": (-1, 100),  # -1: no fold checks
     "mapping.principal_point_max_sigma": (0, 1),  # share of the long side

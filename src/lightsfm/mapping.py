@@ -77,6 +77,13 @@ default_conf: dict[str, Any] = {
     # 0.923 vs 0.919 with mapping 20 % faster (6.0 vs 7.6 s over the five scenes).
     "ba_local_max_refinements": 1,
     "ba_global_max_refinements": 2,
+    # Solver iterations per bundle adjustment (pycolmap's default, -1, ran as 50 global / 25
+    # local would: same time, same mAA). 25 and 10, from the same matches on all eight
+    # scenes: mapping 0.92x the time (51.6 s vs 56.0 s), no scene lower (entry-P10, the
+    # temple and tensorf_object80 +0.004-0.005); the other rounds and the final adjustment
+    # polish what a capped one leaves (benchmarks/results/2026-12-01-mapping-iterations.txt).
+    "ba_local_max_iterations": 10,
+    "ba_global_max_iterations": 25,
     # Incremental mapping adjusts the whole model again once it has grown by this factor in
     # photos or points (COLMAP: 1.1), and then leaves out points that other points already
     # cover (COLMAP's ba_global_ignore_redundant_points3D; off in COLMAP). Together, from

@@ -143,6 +143,8 @@ def mapper_options(
     opts.triangulation.min_angle = conf["min_tri_angle"]
     opts.ba_local_max_refinements = conf["ba_local_max_refinements"]
     opts.ba_global_max_refinements = conf["ba_global_max_refinements"]
+    opts.ba_local_max_num_iterations = conf["ba_local_max_iterations"]
+    opts.ba_global_max_num_iterations = conf["ba_global_max_iterations"]
     opts.ba_global_frames_ratio = opts.ba_global_points_ratio = conf["ba_global_growth"]
     opts.mapper.ba_global_ignore_redundant_points3D = conf["ba_global_skip_redundant_points"]
     opts.triangulation.random_seed = conf["seed"]
