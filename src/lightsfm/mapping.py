@@ -80,8 +80,8 @@ default_conf: dict[str, Any] = {
     # Solver iterations per bundle adjustment (pycolmap's default, -1, ran as 50 global / 25
     # local would: same time, same mAA). 25 and 10, from the same matches on all eight
     # scenes: mapping 0.92x the time (51.6 s vs 56.0 s), no scene lower (entry-P10, the
-    # temple and tensorf_object80 +0.004-0.005); the other rounds and the final adjustment
-    # polish what a capped one leaves (benchmarks/results/2026-12-01-mapping-iterations.txt).
+    # temple and tensorf_object80 +0.004-0.005), worst leave-one-scene-out loss 0.000
+    # (benchmarks/results/2026-12-01-mapping-iterations.txt).
     "ba_local_max_iterations": 10,
     "ba_global_max_iterations": 25,
     # Incremental mapping adjusts the whole model again once it has grown by this factor in
