@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import h5py
 import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import DEMO
-from lightsfm import extract, orientation
+from lightsfm import extract, orientation, pairs
 from lightsfm.extractors import aliked
 
 
@@ -35,7 +37,7 @@ def test_turned_photo_is_detected_and_extracted_upright(tmp_path):
         ex = aliked.AlikedExtractor(conf, device)
         return lambda rgb: calls.append(rgb.shape) or ex(rgb)
 
-    found, overlap = orientation.detect(tmp_path, [*names[:3], "turned.jpg"], counting_factory)
+    found, overlap, _ = orientation.detect(tmp_path, [*names[:3], "turned.jpg"], counting_factory)
     # the three upright photos link up as stored: only the odd one out is described turned
     assert len(calls) == 4 + 3
     assert len(overlap) == 6 and min(overlap.values()) > 25  # four views of one facade: all pairs overlap
@@ -50,6 +52,30 @@ def test_turned_photo_is_detected_and_extracted_upright(tmp_path):
         k = g["keypoints"][()]
         assert (w, h) == (1202, 1600)  # the stored (turned) frame
         assert k[:, 0].max() < w and k[:, 1].max() < h and k.min() >= -0.5
+
+
+def test_pairs_turn_detection_did_not_compare_are_counted_as_it_would_have(tmp_path):
+    """Pre-matching's evidence is one measure for every pair: counted later from the stored
+    cheap features (at the pair's relative turn), a pair gets the count turn detection gave it."""
+    names = ["100_7100.JPG", "100_7101.JPG", "100_7102.JPG"]
+    for n in names:
+        (tmp_path / n).symlink_to(DEMO / n)
+    Image.open(DEMO / "100_7103.JPG").rotate(-90, expand=True).save(tmp_path / "turned.jpg")
+    names.append("turned.jpg")
+    rotations, _ = orientation.main(tmp_path, names, tmp_path)
+    assert rotations["turned.jpg"] == 1
+    found = orientation.read_overlap(tmp_path)
+    assert len(found) == 6
+    counted = orientation.count_pairs(tmp_path, list(found))
+    assert counted == found
+    assert orientation.counts_path(tmp_path).exists()
+    # the pairs stage counts what orientation.json lacks: here, one pair taken out of it
+    record = json.loads(orientation.orientation_path(tmp_path).read_text())
+    gone = tuple(record["pairs"].pop()["pair"])
+    orientation.orientation_path(tmp_path).write_text(json.dumps(record))
+    orientation.counts_path(tmp_path).unlink()
+    _, kept = pairs.main(names, tmp_path, {"prematch_min_inliers": found[gone] + 1, "prematch_keep": 0})
+    assert gone not in kept and len(kept) == sum(v > found[gone] for v in found.values())
 
 
 def test_synchronise_turns_a_ring_whose_camera_flips_half_way():

@@ -23,6 +23,7 @@ import json
 import logging
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from . import extractors, masks
@@ -32,9 +33,10 @@ from .executor import Executor, LocalExecutor
 from .geometry import count_inliers
 from .graph import components
 from .images import load_image
-from .io import atomic_write_text
+from .io import atomic_write_text, name_to_key
 from .matchers.mnn import MutualNNMatcher
 from .pairs import vlad
+from .store import H5Store
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ MIN_INLIERS = 25  # pairs with fewer inliers at their best turn say nothing
 # quadratic, in the number of photos.
 EXHAUSTIVE_MAX = 40
 NEIGHBOURS = 20
+MATCHER_CONF = {"ratio": 0.9}
 
 
 def rotate_back(kpts: np.ndarray, k: int, width: int, height: int) -> np.ndarray:
@@ -244,16 +247,17 @@ def detect(
     executor: Executor | None = None,
     mask_source: str | None = None,
     cheap: str = "aliked",
-) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
-    """Number of counter-clockwise quarter turns (0–3) that makes each image upright, and
-    each pair's inliers at its best relative turn (a cheap guess of which pairs overlap).
+) -> tuple[dict[str, int], dict[tuple[str, str], int], dict[str, list[dict]]]:
+    """Number of counter-clockwise quarter turns (0–3) that makes each image upright, each
+    compared pair's inliers at its best relative turn (a cheap guess of which pairs
+    overlap), and each image's cheap features at every turn described (index: the turn).
 
     A photo that cannot be decoded is left out (its reason goes into ``failed``, with a
     warning) and the others go on without it.
     """
     task = CheapTask(image_dir, extractor_factory, device, mask_source, cheap)
     run = (executor or LocalExecutor()).map
-    matcher = MutualNNMatcher({"ratio": 0.9}, device)
+    matcher = MutualNNMatcher(MATCHER_CONF, device)
     turned: dict[str, list[dict]] = {}
 
     for name, out in run(task, [(n, (0,)) for n in names], desc="orientation", unit="img"):
@@ -290,12 +294,24 @@ def detect(
     for name, k in found.items():
         if k:
             logger.info("%s looks turned: extracting it rotated by %d°", name, 90 * k)
-    return found, {p: best for p, (_, best, _) in scores.items() if p[0] in turned and p[1] in turned}
+    overlap = {p: best for p, (_, best, _) in scores.items() if p[0] in turned and p[1] in turned}
+    return found, overlap, turned
 
 
 def orientation_path(output: Path) -> Path:
     """``orientation.json``: each photo's turns and each pair's cheap inliers (for pre-matching)."""
     return Path(output) / "orientation.json"
+
+
+def features_path(output: Path) -> Path:
+    """``orientation-features.h5``: each photo's cheap features at every turn described, so
+    that pre-matching can count the pairs turn detection did not compare."""
+    return Path(output) / "orientation-features.h5"
+
+
+def counts_path(output: Path) -> Path:
+    """``orientation-counts.json``: cheap inliers counted later from those features."""
+    return Path(output) / "orientation-counts.json"
 
 
 def main(
@@ -315,7 +331,7 @@ def main(
     """
     path = orientation_path(output)
     mask_key = masks.fingerprint(mask_source)
-    if path.exists():
+    if path.exists() and features_path(output).exists():
         done = json.loads(path.read_text())
         if (
             done.get("cheap") == CHEAP[cheap]
@@ -325,7 +341,16 @@ def main(
             return done["rotations"], done["failed"]
     failed: dict[str, str] = {}
     factory = extractors.get(CHEAP[cheap]["name"])
-    rotations, overlap = detect(image_dir, names, factory, device, failed, executor, mask_source, cheap)
+    rotations, overlap, turned = detect(image_dir, names, factory, device, failed, executor, mask_source, cheap)
+    features_path(output).unlink(missing_ok=True)
+    counts_path(output).unlink(missing_ok=True)
+    store = H5Store(features_path(output), {"cheap": CHEAP[cheap], "masks": mask_key})
+    with store.writer() as out:  # (before orientation.json, which says that detection finished)
+        for name, feats in turned.items():
+            out.add(
+                name_to_key(name),
+                {f"{key}{k}": f[key] for k, f in enumerate(feats) for key in ("keypoints", "descriptors")},
+            )
     rows = [{"pair": [a, b], "inliers": v} for (a, b), v in overlap.items()]
     record = {
         "cheap": CHEAP[cheap],
@@ -345,3 +370,50 @@ def read_overlap(output: Path) -> dict[tuple[str, str], int]:
     if not path.exists():
         return {}
     return {(r["pair"][0], r["pair"][1]): int(r["inliers"]) for r in json.loads(path.read_text())["pairs"]}
+
+
+def count_pairs(output: Path, pairs: list[tuple[str, str]], device: str = "cpu") -> dict[tuple[str, str], int]:
+    """Cheap inliers of ``pairs`` as turn detection would have counted them, from its stored
+    features at each pair's relative turn (rot90(a, r[a] − r[b]) against b as stored).
+
+    Above EXHAUSTIVE_MAX photos turn detection compares each photo with its nearest only;
+    the pairs stage asks for others. Counted here, they face the same pre-matching rule:
+    uncounted, false pairs across the dino's ring went straight to LightGlue in the
+    309-photo mix of ../shared/data and folded it. Counts are kept in counts_path(output);
+    pairs whose photos were not described at the turn needed are left out.
+    """
+    features = features_path(output)
+    if not pairs or not features.exists() or not orientation_path(output).exists():
+        return {}
+    rotations = json.loads(orientation_path(output).read_text())["rotations"]
+    cache = counts_path(output)
+    done = {(a, b): c for a, b, c in json.loads(cache.read_text())} if cache.exists() else {}
+    todo = [p for p in pairs if p not in done]
+    if todo:
+        turned: dict[str, dict[int, dict]] = {}
+        with h5py.File(features, "r") as f:
+            for name in sorted({n for p in todo for n in p}):
+                if name_to_key(name) in f:
+                    g = f[name_to_key(name)]
+                    turned[name] = {
+                        k: {"keypoints": g[f"keypoints{k}"][()], "descriptors": g[f"descriptors{k}"][()]}
+                        for k in range(4)
+                        if f"keypoints{k}" in g
+                    }
+        items, counted = [], []
+        for a, b in todo:
+            if a not in turned or b not in turned:
+                continue
+            k = (rotations.get(a, 0) - rotations.get(b, 0)) % 4
+            if k in turned[a]:
+                items.append((a, b, (k,)))
+            elif (-k) % 4 in turned[b]:
+                items.append((b, a, ((-k) % 4,)))
+            else:
+                continue
+            counted.append((a, b))
+        task = PairTask(turned, MutualNNMatcher(MATCHER_CONF, device))  # type: ignore[arg-type]
+        found = LocalExecutor().map(task, items, desc="pre-matching (cheap)", unit="pair")
+        done |= {p: c[0] for p, c in zip(counted, found, strict=True)}
+        atomic_write_text(cache, json.dumps([[a, b, c] for (a, b), c in done.items()]))
+    return {p: done[p] for p in pairs if p in done}
