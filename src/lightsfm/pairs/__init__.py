@@ -120,7 +120,9 @@ def main(
     if conf["prematch_min_inliers"] > 0:
         inliers = orientation.read_overlap(output)
         if inliers:
-            inliers |= orientation.count_pairs(output, [p for p in pairs if p not in inliers and p[::-1] not in inliers], device)
+            # (above 40 photos turn detection compared each with its nearest only: the others now)
+            uncounted = [p for p in pairs if p not in inliers and p[::-1] not in inliers]
+            inliers |= orientation.count_pairs(output, uncounted, device)
             pairs = prune(pairs, inliers, conf["prematch_min_inliers"], conf["prematch_keep"])
             path = path.with_name(f"{path.stem}-prematch{conf['prematch_min_inliers']}.txt")
     write_pairs(path, pairs)
