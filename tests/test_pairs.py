@@ -108,6 +108,13 @@ def test_prune_keeps_strong_pairs_and_each_images_best():
     # d has only weak pairs: its best one (c, d) stays so that d is not cut off
     assert prune(pairs, inliers, min_inliers=10, keep=1) == [("a", "b"), ("b", "c"), ("c", "d")]
     assert prune(pairs, {}, min_inliers=10, keep=1) == pairs  # no counts: nothing dropped
+    # a pair without a cheap inlier is no one's best, whatever its name: with keep=3 neither
+    # a nor d keeps (a, d)
+    assert ("a", "d") not in prune(pairs, inliers, min_inliers=10, keep=3)
+    # an image all of whose pairs have none keeps its first ones as listed
+    lonely = [("a", "e"), ("b", "e"), ("c", "e")]
+    counts = {**inliers, ("a", "e"): 0, ("b", "e"): 0, ("c", "e"): 0}
+    assert prune(pairs + lonely, counts, min_inliers=10, keep=2)[-2:] == [("a", "e"), ("b", "e")]
 
 
 def test_gps_pairs_only_where_gps_tells_photos_apart():
