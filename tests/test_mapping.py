@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pycolmap
 import pytest
 from PIL import Image
@@ -127,11 +128,22 @@ def test_a_global_join_needs_a_pair_strong_enough_to_register_an_image(database,
                 part.deregister_frame(im.frame_id)
         halves.append(part)
     evidence = colmap.verified_pairs(database)
-    assert mapping._join_supported(halves, rec, evidence, 30)  # neighbours on the ring: strong pairs
+    checks_conf = conf["checks"]
+    assert mapping._join_supported(halves, rec, evidence, 30, checks_conf)  # neighbours on the ring: strong pairs
     first = set(ids[:8])
     weak = {p: m[:20] if (p[0] in first) != (p[1] in first) else m for p, m in evidence.items()}
-    assert not mapping._join_supported(halves, rec, weak, 30)  # every pair across: 20 inliers at most
-    assert mapping._join_supported([rec], rec, weak, 30)  # one model joins nothing
+    assert not mapping._join_supported(halves, rec, weak, 30, checks_conf)  # every pair across: 20 inliers at most
+    assert mapping._join_supported([rec], rec, weak, 30, checks_conf)  # one model joins nothing
+    # the same halves joined with the second one turned 120° about the ring's centre: its
+    # strong links contradict the join
+    centre = np.mean([rec.images[i].projection_center() for i in ids], axis=0)
+    turn = pycolmap.Rotation3d(np.array([0.0, np.sin(np.pi / 3), 0.0, np.cos(np.pi / 3)]))  # (x, y, z, w)
+    about_centre = pycolmap.Rigid3d(turn, centre - turn * centre)
+    folded = pycolmap.Reconstruction(rec)
+    for i in ids[8:]:
+        frame = folded.frames[folded.images[i].frame_id]
+        frame.rig_from_world = frame.rig_from_world * about_centre.inverse()
+    assert not mapping._join_supported(halves, folded, evidence, 30, checks_conf)
 
 
 def test_a_cropped_photo_gets_its_own_off_centre_principal_point(tmp_path):

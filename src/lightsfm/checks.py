@@ -69,6 +69,10 @@ class ModelCheck:
     def contradicted(self) -> list[PairCheck]:
         return [p for p in self.strong() if p.explained < self.conf["max_explained"]]
 
+    def contradicted_any(self) -> bool:
+        """Does the model contradict any pair it was checked on, strong or not?"""
+        return any(p.explained < self.conf["max_explained"] for p in self.pairs)
+
     def unexplained_share(self) -> float:
         """Share of the strong pairs' inlier matches that the model does not explain."""
         strong = self.strong()

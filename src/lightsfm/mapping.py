@@ -378,7 +378,9 @@ def _map_part(
         if (
             chosen == "global"
             and runs.get("incremental")
-            and not _join_supported(runs["incremental"], runs["global"][0], evidence, conf["abs_pose_min_num_inliers"])
+            and not _join_supported(
+                runs["incremental"], runs["global"][0], evidence, conf["abs_pose_min_num_inliers"], conf["checks"]
+            )
         ):
             # The global model joins photos incremental mapping kept in separate models, on
             # no pair as strong as one image registration needs: an object turned over half-way
@@ -425,18 +427,40 @@ def _map_part(
 
 
 def _join_supported(
-    separate: list[pycolmap.Reconstruction], joined: pycolmap.Reconstruction, evidence: dict, min_inliers: int
+    separate: list[pycolmap.Reconstruction],
+    joined: pycolmap.Reconstruction,
+    evidence: dict,
+    min_inliers: int,
+    check_conf: dict[str, Any],
 ) -> bool:
     """Whether the photos of the ``separate`` models that ``joined`` holds are linked, within
     ``joined``, by verified pairs of at least ``min_inliers`` inliers (each separate model's
-    photos counted as linked already, and so is a photo two of them share)."""
+    photos counted as linked already, and so is a photo two of them share), none of which
+    ``joined`` contradicts.
+
+    (A contradicted link means the models were put together against their own matches: the
+    dino ring with its true pair 0009-0012, as in the 309-photo mix, came out of incremental
+    mapping as two honest models, [1-6, 13-16] and [7-13]; the global mapper joined them
+    with 7-13 turned 122° on its narrow, near-affine views, explaining none of the 39
+    inliers of the link 0006-0007.)"""
     held = {im.image_id for im in joined.images.values() if im.has_pose}
     edges, firsts = [], []
-    for rec in separate:  # each separate model's photos: linked already
+    models_of: dict[int, set[int]] = {}
+    for k, rec in enumerate(separate):  # each separate model's photos: linked already
         ids = [im.image_id for im in rec.images.values() if im.has_pose and im.image_id in held]
         edges += [(ids[0], i) for i in ids[1:]]
         firsts += ids[:1]
-    edges += [(a, b) for (a, b), m in evidence.items() if a in held and b in held and len(m) >= min_inliers]
+        for i in ids:
+            models_of.setdefault(i, set()).add(k)
+    strong = {(a, b): m for (a, b), m in evidence.items() if a in held and b in held and len(m) >= min_inliers}
+    links = {
+        (a, b): m
+        for (a, b), m in strong.items()
+        if a in models_of and b in models_of and not models_of[a] & models_of[b]
+    }
+    if checks.check_model(joined, links, check_conf).contradicted_any():
+        return False
+    edges += list(strong)
     part = components(held, edges)
     return len({part[i] for i in firsts}) <= 1
 

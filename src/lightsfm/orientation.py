@@ -79,7 +79,12 @@ def _inliers(f0: dict, f1: dict, matcher: MutualNNMatcher) -> int:
 class PairTask:
     """One pair as a work item: (a, b, turns) → the inliers of ``rot90(a, k)`` against ``b``
     as stored, for each k of ``turns``. Cheap and independent: the local executor runs one
-    pair per core at once (the copies share the features, read only)."""
+    pair per core at once (the copies share the features, read only).
+
+    The two photos are matched in name order whichever is turned: the ratio test and the
+    RANSAC's samples depend on the order, and a pair then has one count however it was
+    reached (the dino's 0012-0013 had 17 alone and 16 in the 309-photo mix, which let
+    0009-0012 into pre-matching there and folded the ring)."""
 
     side_by_side = True
 
@@ -88,29 +93,36 @@ class PairTask:
 
     def __call__(self, item: tuple[str, str, tuple[int, ...]]) -> list[int]:
         a, b, turns = item
-        return [_inliers(self.turned[a][k], self.turned[b][0], self.matcher) for k in turns]
+        if a < b:
+            return [_inliers(self.turned[a][k], self.turned[b][0], self.matcher) for k in turns]
+        return [_inliers(self.turned[b][0], self.turned[a][k], self.matcher) for k in turns]
 
 
 def relative_turns(
-    turned: dict[str, list[dict]], matcher: MutualNNMatcher, pairs: list[tuple[str, str]] | None = None
+    turned: dict[str, list[dict]],
+    matcher: MutualNNMatcher,
+    pairs: list[tuple[str, str]] | None = None,
+    as_stored: dict[tuple[str, str], int] | None = None,
 ) -> dict[tuple[str, str], tuple[int, int, int]]:
     """For every pair (a, b): (k, inliers, second best) with ``rot90(a, k)`` matching ``b``
     as stored best. One image of each pair needs its four turns in ``turned``; the other,
-    its turn 0 at least.
-
-    (Turn 0 is matched again, the turned photo first, though the pair was matched as stored
-    the other way round: mutual nearest neighbours' ratio test is one-sided, so the counts
-    differ, and reusing the other count changed which pairs the dino ring pre-matched
-    (0009-0012 came in) and folded it: 0.472 instead of 0.991.)
+    its turn 0 at least. ``as_stored``: counts at turn 0 already known (PairTask's, the
+    same in either order), not matched again.
     """
     names = list(turned)
     if pairs is None:
         pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    as_stored = as_stored or {}
     firsts = [a if len(turned[a]) == 4 else b for a, b in pairs]
-    items = [(x, b if x == a else a, (0, 1, 2, 3)) for x, (a, b) in zip(firsts, pairs, strict=True)]
+    items = [
+        (x, b if x == a else a, (1, 2, 3) if (a, b) in as_stored else (0, 1, 2, 3))
+        for x, (a, b) in zip(firsts, pairs, strict=True)
+    ]
     out = {}
     found = LocalExecutor().map(PairTask(turned, matcher), items, desc="orientation pairs (turns)", unit="pair")
     for (a, b), x, counts in zip(pairs, firsts, found, strict=True):
+        if (a, b) in as_stored:
+            counts = [as_stored[(a, b)], *counts]
         (best, k), (second, _) = sorted(zip(counts, range(4), strict=True), reverse=True)[:2]
         # rot90(b, k) matching a means rot90(a, −k) matches b
         out[(a, b)] = (k if x == a else (-k) % 4, best, second)
@@ -289,7 +301,7 @@ def detect(
         readable = [n for n in readable if n in turned]
         rest = [n for n in rest if n in turned]
         todo = [p for p in candidate_pairs(turned, rest) if p not in scores]
-        scores |= relative_turns(turned, matcher, todo)
+        scores |= relative_turns(turned, matcher, todo, upright)
     found = synchronise(readable, clear_turns(scores))
     for name, k in found.items():
         if k:
