@@ -351,13 +351,13 @@ def _map_part(
         found: dict[str, checks.ModelCheck] = {}
         repairs: dict[str, dict] = {}
 
-        def run(method: str) -> None:
+        def run(method: str, source: Path = db) -> None:
             if method == "incremental":
                 models = colmap.incremental_mapping(
-                    db, image_dir, ws.sparse, colmap.mapper_options(conf, names, priors)
+                    source, image_dir, ws.sparse, colmap.mapper_options(conf, names, priors)
                 )
             else:
-                models = colmap.global_mapping(db, image_dir, ws.sparse, colmap.global_options(conf, names))
+                models = colmap.global_mapping(source, image_dir, ws.sparse, colmap.global_options(conf, names))
             models = models[: conf["max_num_models"]]
             if models and conf["repair_rounds"] >= 0:
                 models[0], found[method], repair = _check_and_repair(
@@ -367,6 +367,11 @@ def _map_part(
                     repairs[method] = repair
             runs[method] = models
 
+        def join_supported() -> bool:
+            return _join_supported(
+                runs["incremental"], runs["global"][0], evidence, conf["abs_pose_min_num_inliers"], conf["checks"]
+            )
+
         if conf["method"] != "global":
             run("incremental")
         if conf["method"] in ("global", "best") or (
@@ -375,20 +380,54 @@ def _map_part(
         ):
             run("global")
         chosen = choose_model(runs, found)
-        if (
-            chosen == "global"
-            and runs.get("incremental")
-            and not _join_supported(
-                runs["incremental"], runs["global"][0], evidence, conf["abs_pose_min_num_inliers"], conf["checks"]
+        if chosen == "global" and runs.get("incremental") and not join_supported():
+            # The global model joins photos incremental mapping kept in separate models
+            # against their links: on no pair as strong as one image registration needs (an
+            # object turned over half-way, mold_gold_cape's first 79 photos: [42, 37], linked
+            # by pairs of 21, 18 and 16 inliers, was joined 159 degrees off), or contradicting
+            # one. Where it contradicts a link, the pairs it did follow may be ambiguous ones (two
+            # narrow views of an object explain their matches under rotations far apart: the
+            # dino's 0013-0014, 82 % at 122° off): joined again on the contradicted links
+            # alone, the model is kept if it then explains every link. Separate models are
+            # honest; a fold is not.
+            again, rejoined, added = (
+                _without_links(db, runs["incremental"], runs["global"][0], evidence, conf, output),
+                False,
+                [],
             )
-        ):
-            # The global model joins photos incremental mapping kept in separate models, on
-            # no pair as strong as one image registration needs: an object turned over half-way
-            # (mold_gold_cape's first 79 photos: [42, 37], linked by pairs of 21, 18 and 16
-            # inliers) was joined 159 degrees off. Separate models are honest; a fold is not.
-            logger.info("mapping: the global model joins separate models on weak pairs only; kept the incremental ones")
-            repairs["global_join"] = "unsupported: the incremental models kept"
-            chosen = "incremental"
+            if again is not None:
+                first_join = (runs["global"], found.pop("global", None), repairs.pop("global", None))
+                run("global", again)
+                again.unlink(missing_ok=True)
+                rejoined = bool(runs["global"]) and join_supported()
+                if rejoined and runs["global"][0].num_reg_images() < first_join[0][0].num_reg_images():
+                    # photos only the pairs taken out placed: registered from the whole database
+                    # (the calibrated dino's 0013)
+                    model = runs["global"][0]
+                    more = colmap.reregister(
+                        db, image_dir, model, [], output / "sparse.repair", colmap.mapper_options(conf, names, priors)
+                    )
+                    more_found = checks.check_model(more, evidence, conf["checks"])
+                    if more.num_reg_images() > model.num_reg_images() and not more_found.suspect():
+                        runs["global"][0], found["global"] = more, more_found
+                        had = {im.name for im in model.images.values() if im.has_pose}
+                        added = sorted(im.name for im in more.images.values() if im.has_pose and im.name not in had)
+                if not rejoined:
+                    runs["global"] = first_join[0]
+                    found.pop("global", None)
+                    repairs.pop("global", None)
+                    if first_join[1] is not None:
+                        found["global"] = first_join[1]
+                    if first_join[2] is not None:
+                        repairs["global"] = first_join[2]
+            if rejoined:
+                # (joined again on the links the first join contradicted; ``registered``: photos
+                # registered afterwards from the whole database)
+                repairs["global_rejoin"] = {"registered": added}
+            else:
+                logger.info("mapping: the global model joins separate models against their links; kept incremental")
+                repairs["global_join"] = "unsupported: the incremental models kept"
+                chosen = "incremental"
         if len(runs) > 1 and runs[chosen]:
             counts = {k: m[0].compute_num_observations() if m else 0 for k, m in runs.items()}
             logger.info("mapping: kept the %s model (observations: %s)", chosen, counts)
@@ -426,6 +465,31 @@ def _map_part(
     }
 
 
+def _sides(separate: list[pycolmap.Reconstruction], joined: pycolmap.Reconstruction) -> dict[int, int]:
+    """Photo id → the first (largest) of the ``separate`` models that holds it, for the photos
+    ``joined`` holds too."""
+    held = {im.image_id for im in joined.images.values() if im.has_pose}
+    side: dict[int, int] = {}
+    for k, rec in enumerate(separate):
+        for im in rec.images.values():
+            if im.has_pose and im.image_id in held:
+                side.setdefault(im.image_id, k)
+    return side
+
+
+def _links(
+    separate: list[pycolmap.Reconstruction], joined: pycolmap.Reconstruction, evidence: dict, min_inliers: int
+) -> dict[tuple[int, int], Any]:
+    """The verified pairs of at least ``min_inliers`` inliers between photos of different
+    ``separate`` models (``_sides``) that ``joined`` holds."""
+    side = _sides(separate, joined)
+    return {
+        (a, b): m
+        for (a, b), m in evidence.items()
+        if len(m) >= min_inliers and a in side and b in side and side[a] != side[b]
+    }
+
+
 def _join_supported(
     separate: list[pycolmap.Reconstruction],
     joined: pycolmap.Reconstruction,
@@ -435,34 +499,54 @@ def _join_supported(
 ) -> bool:
     """Whether the photos of the ``separate`` models that ``joined`` holds are linked, within
     ``joined``, by verified pairs of at least ``min_inliers`` inliers (each separate model's
-    photos counted as linked already, and so is a photo two of them share), none of which
-    ``joined`` contradicts.
+    photos counted as linked already, and so is a photo two of them share), and ``joined``
+    contradicts none of those between them (``_links``).
 
     (A contradicted link means the models were put together against their own matches: the
     dino ring with its true pair 0009-0012, as in the 309-photo mix, came out of incremental
     mapping as two honest models, [1-6, 13-16] and [7-13]; the global mapper joined them
-    with 7-13 turned 122° on its narrow, near-affine views, explaining none of the 39
-    inliers of the link 0006-0007.)"""
+    with 7-13 turned 122°, explaining none of the 39 inliers of the link 0006-0007.)"""
     held = {im.image_id for im in joined.images.values() if im.has_pose}
     edges, firsts = [], []
-    models_of: dict[int, set[int]] = {}
-    for k, rec in enumerate(separate):  # each separate model's photos: linked already
+    for rec in separate:  # each separate model's photos: linked already
         ids = [im.image_id for im in rec.images.values() if im.has_pose and im.image_id in held]
         edges += [(ids[0], i) for i in ids[1:]]
         firsts += ids[:1]
-        for i in ids:
-            models_of.setdefault(i, set()).add(k)
-    strong = {(a, b): m for (a, b), m in evidence.items() if a in held and b in held and len(m) >= min_inliers}
-    links = {
-        (a, b): m
-        for (a, b), m in strong.items()
-        if a in models_of and b in models_of and not models_of[a] & models_of[b]
-    }
-    if checks.check_model(joined, links, check_conf).contradicted_any():
+    if checks.check_model(joined, _links(separate, joined, evidence, min_inliers), check_conf).contradicted_any():
         return False
-    edges += list(strong)
+    edges += [(a, b) for (a, b), m in evidence.items() if a in held and b in held and len(m) >= min_inliers]
     part = components(held, edges)
     return len({part[i] for i in firsts}) <= 1
+
+
+def _without_links(
+    database: Path,
+    separate: list[pycolmap.Reconstruction],
+    joined: pycolmap.Reconstruction,
+    evidence: dict,
+    conf: dict[str, Any],
+    output: Path,
+) -> Path | None:
+    """Where ``joined`` contradicts links between the ``separate`` models: a copy of the
+    database in which those are the only pairs between them (None otherwise). If ``joined``
+    went wrong on ambiguous links, the contradicted ones then place the models."""
+    links = _links(separate, joined, evidence, conf["abs_pose_min_num_inliers"])
+    found = checks.check_model(joined, links, conf["checks"])
+    contradicted = {(p.image1, p.image2) for p in found.pairs if p.explained < conf["checks"]["max_explained"]}
+    if not contradicted:
+        return None
+    side, name = _sides(separate, joined), {i: im.name for i, im in joined.images.items()}
+    others = [
+        (a, b)
+        for a, b in evidence
+        if a in side and b in side and side[a] != side[b] and (name[a], name[b]) not in contradicted
+    ]
+    if not others:  # the same pairs: the same join
+        return None
+    copy = Path(output) / "database.join.db"
+    shutil.copyfile(database, copy)
+    colmap.delete_verified_pairs(copy, others)
+    return copy
 
 
 def main(

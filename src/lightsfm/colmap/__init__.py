@@ -44,6 +44,7 @@ from .cameras import (
 from .database import (
     cameras_moved,
     create_database,
+    delete_verified_pairs,
     estimate_two_view_geometry,
     focal_lengths,
     image_names,
@@ -68,6 +69,7 @@ __all__ = [
     "colorize",
     "copy_model",
     "create_database",
+    "delete_verified_pairs",
     "estimate_two_view_geometry",
     "focal_lengths",
     "global_mapping",

@@ -163,6 +163,17 @@ def focal_lengths(database: Path) -> dict[int, tuple[float, bool]]:
         db.close()
 
 
+def delete_verified_pairs(database: Path, pairs: list[tuple[int, int]]) -> None:
+    """Deletes the inlier matches (verified geometry) of these image-id pairs, in one transaction."""
+    db = pycolmap.Database.open(database)
+    try:
+        with pycolmap.DatabaseTransaction(db):
+            for a, b in pairs:
+                db.delete_inlier_matches(a, b)
+    finally:
+        db.close()
+
+
 def set_focal_lengths(database: Path, focals: dict[int, tuple[float, bool]]) -> None:
     """Sets these cameras' focal lengths and whether each is a prior (camera id → (focal,
     prior)), in one transaction: what ``focal_lengths`` reads."""
