@@ -52,7 +52,8 @@ def prune(
     pairs: list[tuple[str, str]], inliers: dict[tuple[str, str], int], min_inliers: int, keep: int
 ) -> list[tuple[str, str]]:
     """The pairs with at least ``min_inliers`` cheap inliers (or none counted), plus each
-    image's ``keep`` best with at least one; an image with none keeps its first ``keep`` as listed.
+    image's ``keep`` best with at least one; an image with none keeps all its pairs (the
+    cheap matching says nothing about it: LightGlue decides).
 
     (A pair without a cheap inlier is no one's best: keeping the "best" of ties at 0 kept one
     picked by name, in the 309-photo mix the dino's 0006-0008, a false pair whose 18
@@ -70,7 +71,7 @@ def prune(
     kept = set()
     for lst in best.values():
         some = [x for x in lst if x[0] > 0]
-        kept.update(p for _, p in (sorted(some, reverse=True) if some else lst)[:keep])
+        kept.update(p for _, p in (sorted(some, reverse=True)[:keep] if some else lst))
     return [(a, b) for a, b in pairs if (a, b) in kept or (count(a, b) is None) or count(a, b) >= min_inliers]
 
 
