@@ -104,14 +104,14 @@ def test_second_run_on_the_same_folder_is_refused_and_a_killed_run_leaves_no_stu
 
 def test_full_disk_ends_in_one_line_leaves_no_broken_file_and_resumes(images, tmp_path):
     out = tmp_path / "out"
-    # 1. no room for the features file (~1 MB here)
+    # 1. no room for the first features file (turn detection's cheap features, ~0.5 MB here)
     r = _run(images, out, fsize_limit=100_000)
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {out}/features-"), r.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"error: {out}/orientation-features.h5"), r.stderr
     assert "cannot be written (File too large)" in lines[0] and "run again" in lines[0]
     _no_broken_files(out)
-    assert not list(out.glob("features-*.h5"))
+    assert not list(out.glob("*features*.h5")) and not (out / "orientation.json").exists()
 
     # 2. space freed: the same command finishes
     r = _run(images, out)
