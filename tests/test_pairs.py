@@ -39,6 +39,34 @@ def test_checked_pairs_replace_the_top_k():
     assert got == [("a", "b"), ("a", "d"), ("a", "e"), ("b", "c"), ("b", "e"), ("c", "d")]
 
 
+def test_pairs_known_to_pass_are_not_checked_again():
+    """Pairs turn detection linked are recorded as passed, not checked: the same inliers
+    matrix otherwise, and the check runs on the others only."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 4))
+    sim = x @ x.T / np.linalg.norm(x, axis=1)[:, None] / np.linalg.norm(x, axis=1)[None]
+    asked = []
+
+    def check(pair):  # a stand-in with a fixed answer per pair
+        asked.append(pair)
+        return (pair[0] * 7 + pair[1] * 3) % 20
+
+    def serial(f, items):
+        return [f(i) for i in items]
+
+    full = retrieval.checked_inliers(sim, check, 3, 2, 8, run=serial)
+    every = list(asked)
+    known = {p: 30 for p in every if full[p] >= 8}
+    assert 0 < len(known) < len(every)
+    asked.clear()
+    fast = retrieval.checked_inliers(sim, check, 3, 2, 8, run=serial, passed_already=known)
+    assert sorted(asked) == sorted(p for p in every if p not in known)
+    for (i, j), n in known.items():
+        assert fast[i, j] == fast[j, i] == n
+        fast[i, j] = fast[j, i] = full[i, j]
+    assert np.array_equal(fast, full)
+
+
 def test_pair_file_round_trip_with_spaces(tmp_path):
     p = [("a b.jpg", "c.jpg"), ("x/y.png", "z.png")]
     pairs.write_pairs(tmp_path / "pairs.txt", p)
