@@ -354,6 +354,7 @@ def main(
     failed: dict[str, str] = {}
     factory = extractors.get(CHEAP[cheap]["name"])
     rotations, overlap, turned = detect(image_dir, names, factory, device, failed, executor, mask_source, cheap)
+    Path(output).mkdir(parents=True, exist_ok=True)
     features_path(output).unlink(missing_ok=True)
     counts_path(output).unlink(missing_ok=True)
     store = H5Store(features_path(output), {"cheap": CHEAP[cheap], "masks": mask_key})
