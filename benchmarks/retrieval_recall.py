@@ -169,8 +169,10 @@ def evaluate(
                 row["recall_correct"] = sum(p in asked_set for p in correct) / max(len(correct), 1)
             random = [every[i] for i in rng.choice(len(every), len(asked), replace=False)]
             row["random_recall"] = scores({tuple(sorted(p)) for p in random}, truth)["recall"]
-            if overlap:
-                kept = pairs.prune(asked, overlap, conf["prematch_min_inliers"], conf["prematch_keep"])
+            if overlap:  # (pairs turn detection never compared counted as the pairs stage does)
+                uncounted = [p for p in asked if p not in overlap and p[::-1] not in overlap]
+                counts = {**overlap, **orientation.count_pairs(out, uncounted)}
+                kept = pairs.prune(asked, counts, conf["prematch_min_inliers"], conf["prematch_keep"])
                 row["prematch_asked"] = len(kept)
                 row["prematch_recall"] = scores({tuple(sorted(p)) for p in kept}, truth)["recall"]
             rows.append(row)
