@@ -66,12 +66,9 @@ class ModelCheck:
     def strong(self) -> list[PairCheck]:
         return [p for p in self.pairs if p.inliers >= self.conf["min_inliers"]]
 
-    def contradicted(self) -> list[PairCheck]:
-        return [p for p in self.strong() if p.explained < self.conf["max_explained"]]
-
-    def contradicted_any(self) -> bool:
-        """Does the model contradict any pair it was checked on, strong or not?"""
-        return any(p.explained < self.conf["max_explained"] for p in self.pairs)
+    def contradicted(self, every: bool = False) -> list[PairCheck]:
+        """The strong pairs (``every``: all pairs checked) with less than ``max_explained`` explained."""
+        return [p for p in (self.pairs if every else self.strong()) if p.explained < self.conf["max_explained"]]
 
     def unexplained_share(self) -> float:
         """Share of the strong pairs' inlier matches that the model does not explain."""

@@ -390,17 +390,16 @@ def _map_part(
             # dino's 0013-0014, 82 % at 122° off): joined again on the contradicted links
             # alone, the model is kept if it then explains every link. Separate models are
             # honest; a fold is not.
-            again, rejoined, added = (
-                _without_links(db, runs["incremental"], runs["global"][0], evidence, conf, output),
-                False,
-                [],
-            )
+            again = _without_links(db, runs["incremental"], runs["global"][0], evidence, conf, output)
+            rejoined, added = False, []
             if again is not None:
-                first_join = (runs["global"], found.pop("global", None), repairs.pop("global", None))
+                first_join = [dict(d) for d in (runs, found, repairs)]
+                found.pop("global", None)
+                repairs.pop("global", None)
                 run("global", again)
                 again.unlink(missing_ok=True)
                 rejoined = bool(runs["global"]) and join_supported()
-                if rejoined and runs["global"][0].num_reg_images() < first_join[0][0].num_reg_images():
+                if rejoined and runs["global"][0].num_reg_images() < first_join[0]["global"][0].num_reg_images():
                     # photos only the pairs taken out placed: registered from the whole database
                     # (the calibrated dino's 0013)
                     model = runs["global"][0]
@@ -412,14 +411,10 @@ def _map_part(
                         runs["global"][0], found["global"] = more, more_found
                         had = {im.name for im in model.images.values() if im.has_pose}
                         added = sorted(im.name for im in more.images.values() if im.has_pose and im.name not in had)
-                if not rejoined:
-                    runs["global"] = first_join[0]
-                    found.pop("global", None)
-                    repairs.pop("global", None)
-                    if first_join[1] is not None:
-                        found["global"] = first_join[1]
-                    if first_join[2] is not None:
-                        repairs["global"] = first_join[2]
+                if not rejoined:  # the first join's runs, checks and repairs, as they were
+                    for d, before in zip((runs, found, repairs), first_join, strict=True):
+                        d.clear()
+                        d.update(before)
             if rejoined:
                 # (joined again on the links the first join contradicted; ``registered``: photos
                 # registered afterwards from the whole database)
@@ -512,7 +507,7 @@ def _join_supported(
         ids = [im.image_id for im in rec.images.values() if im.has_pose and im.image_id in held]
         edges += [(ids[0], i) for i in ids[1:]]
         firsts += ids[:1]
-    if checks.check_model(joined, _links(separate, joined, evidence, min_inliers), check_conf).contradicted_any():
+    if checks.check_model(joined, _links(separate, joined, evidence, min_inliers), check_conf).contradicted(every=True):
         return False
     edges += [(a, b) for (a, b), m in evidence.items() if a in held and b in held and len(m) >= min_inliers]
     part = components(held, edges)
@@ -532,7 +527,7 @@ def _without_links(
     went wrong on ambiguous links, the contradicted ones then place the models."""
     links = _links(separate, joined, evidence, conf["abs_pose_min_num_inliers"])
     found = checks.check_model(joined, links, conf["checks"])
-    contradicted = {(p.image1, p.image2) for p in found.pairs if p.explained < conf["checks"]["max_explained"]}
+    contradicted = {(p.image1, p.image2) for p in found.contradicted(every=True)}
     if not contradicted:
         return None
     side, name = _sides(separate, joined), {i: im.name for i, im in joined.images.items()}

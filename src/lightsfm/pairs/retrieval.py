@@ -257,15 +257,17 @@ def main(
     # (557 and 423 of the 1761 and 2969 checked on tensorf_object80 and mold_gold_cape): not
     # checked again.
     index = {n: i for i, n in enumerate(names)}
-    linked = {
-        (min(index[a], index[b]), max(index[a], index[b])): count
-        for (a, b), count in orientation.read_overlap(output).items()
-        if count >= orientation.MIN_INLIERS and a in index and b in index
-    }
-    if conf["check_min_inliers"] > orientation.MIN_INLIERS:
-        linked = {}
+    linked = (
+        {
+            (min(index[a], index[b]), max(index[a], index[b])): count
+            for (a, b), count in orientation.read_overlap(output).items()
+            if count >= orientation.MIN_INLIERS and a in index and b in index
+        }
+        if conf["check_min_inliers"] <= orientation.MIN_INLIERS
+        else {}
+    )
     inliers = checked_inliers(
-        sim, check, conf["check_candidates"], conf["check_rounds"], conf["check_min_inliers"], None, linked
+        sim, check, conf["check_candidates"], conf["check_rounds"], conf["check_min_inliers"], passed_already=linked
     )
     pairs = pairs_from_similarity(
         names, sim, conf["topk"], conf["similarity_threshold"], inliers, conf["check_min_inliers"]
