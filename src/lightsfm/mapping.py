@@ -204,8 +204,14 @@ def refine_principal_points(
     """
     if rec.num_reg_images() == 0:
         return rec, {"refined": False, "why": "no registered images"}
+    # (at most as many solver iterations as mapping's whole-model adjustments: tensorf_object80's
+    # converged in ~40, 3.6 s; after 25, 2.4 s, its principal point 0.001 px from there)
     trial, sigmas = colmap.bundle.adjust_with_principal_points(
-        rec, conf["refine_focal_length"], conf["refine_extra_params"], conf.get("num_threads") or os.cpu_count() or 1
+        rec,
+        conf["refine_focal_length"],
+        conf["refine_extra_params"],
+        conf.get("num_threads") or os.cpu_count() or 1,
+        conf.get("ba_global_max_iterations"),
     )
     residual = trial.compute_mean_reprojection_error() if trial.num_points3D() else 1.0
     cameras, keep = {}, bool(sigmas) and len(sigmas) == len(trial.cameras)

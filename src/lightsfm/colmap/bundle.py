@@ -18,10 +18,13 @@ def _adjuster(
     refine_focal_length: bool,
     refine_extra_params: bool,
     num_threads: int,
+    max_iterations: int | None = None,
 ) -> tuple[Any, Any]:
     """A bundle adjuster of every registered image and point of ``rec`` (gauge: three
-    points), and its options."""
+    points), and its options. ``max_iterations``: Ceres' limit (None: pycolmap's, 100)."""
     opts = pycolmap.BundleAdjustmentOptions()
+    if max_iterations:
+        opts.ceres.solver_options.max_num_iterations = max_iterations
     opts.print_summary = False
     opts.refine_principal_point = refine_principal_point
     opts.refine_focal_length = refine_focal_length
@@ -50,7 +53,11 @@ def adjust(
 
 
 def adjust_with_principal_points(
-    rec: pycolmap.Reconstruction, refine_focal_length: bool, refine_extra_params: bool, num_threads: int
+    rec: pycolmap.Reconstruction,
+    refine_focal_length: bool,
+    refine_extra_params: bool,
+    num_threads: int,
+    max_iterations: int | None = None,
 ) -> tuple[pycolmap.Reconstruction, dict[int, np.ndarray]]:
     """A copy of ``rec`` after one bundle adjustment of all its registered images that also
     refines the principal points, and the standard deviation of each camera's principal
@@ -60,7 +67,9 @@ def adjust_with_principal_points(
     level = pycolmap.logging.minloglevel
     try:
         with _stderr_silenced(level >= 1):
-            adjuster, opts = _adjuster(trial, True, refine_focal_length, refine_extra_params, num_threads)
+            adjuster, opts = _adjuster(
+                trial, True, refine_focal_length, refine_extra_params, num_threads, max_iterations
+            )
             adjuster.solve()
             cov = pycolmap.estimate_ba_covariance(
                 pycolmap.BACovarianceOptions({"params": pycolmap.BACovarianceOptionsParams.ALL}), trial, adjuster
