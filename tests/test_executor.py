@@ -149,3 +149,27 @@ def test_torchs_own_threads_flush_denormals_when_lightsfm_was_imported_first():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert int(out) == 0  # both threads that split the product flushed
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="glibc's malloc (Linux)")
+def test_large_blocks_reuse_freed_heap_unless_told_to_keep_glibcs_defaults():
+    """ALIKED's full-resolution maps are 38-75 MB: with glibc's defaults each got fresh pages
+    (one page fault per 4 KB) every time; lightsfm.device keeps them in the heap for reuse."""
+    code = (
+        "import resource, torch, lightsfm.device\n"
+        "def faults():\n"
+        "    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "for _ in range(6): torch.ones(1 << 24).sum()\n"  # 64 MB blocks: the heap settles in a few
+        "before = faults()\n"
+        "for _ in range(5): torch.ones(1 << 24).sum()\n"
+        "print(faults() - before)"
+    )
+
+    def faults(**env: str) -> int:
+        run = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**os.environ, **env}
+        )
+        return int(run.stdout)
+
+    assert faults() < 2000  # 16384 pages a block: none of them new
+    assert faults(LIGHTSFM_MALLOC="system") > 5 * 16384 * 0.9  # each block on fresh pages
