@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from conftest import DEMO
-from lightsfm import config, executor, extract
+from lightsfm import config, executor, extract, verify
 
 PHOTOS = sorted(p.name for p in DEMO.iterdir())[:4]
 
@@ -91,6 +91,18 @@ def test_cheap_pair_work_side_by_side_equals_one_pair_at_a_time(tmp_path):
     runs = [executor.LocalExecutor(threads=1, workers=w).map for w in (2, 1)]
     a, b = (retrieval.checked_inliers(sim, check, 3, 1, 8, run) for run in runs)
     assert np.array_equal(a, b) and (a[np.triu_indices(4, 1)] > -1).all()
+    # verification too: each pair's RANSAC seeded on its own, the same inliers either way
+    match_file = match.main(pairs, feature_file, tmp_path, {"name": "mnn"})
+    ransac = verify.VerifyTask(feature_file, match_file, config.defaults()["verify"])
+    assert ransac.side_by_side
+    apart, alone = (list(executor.LocalExecutor(threads=1, workers=w).map(ransac, pairs)) for w in (2, 1))
+    verified = 0
+    for x, y in zip(apart, alone, strict=True):
+        assert x[:2] == y[:2] and np.array_equal(x[2], y[2]) and (x[3] is None) == (y[3] is None)
+        if x[3] is not None:
+            assert np.array_equal(x[3].inlier_matches, y[3].inlier_matches)
+            verified += 1
+    assert verified > 0
 
 
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads /proc (Linux)")
