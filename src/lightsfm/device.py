@@ -69,6 +69,9 @@ def _glibc() -> ctypes.CDLL | None:
     return libc
 
 
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # (glibc's malloc.h)
+
+
 def keep_freed_heap() -> None:
     """Large blocks come from the heap and stay there once freed, ready for the next photo.
 
@@ -86,7 +89,6 @@ def keep_freed_heap() -> None:
     libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)  # nor is the heap's free top handed back on its own
 
 
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # (glibc's malloc.h)
 keep_freed_heap()
 
 

@@ -205,7 +205,8 @@ def refine_principal_points(
     if rec.num_reg_images() == 0:
         return rec, {"refined": False, "why": "no registered images"}
     # (at most as many solver iterations as mapping's whole-model adjustments: tensorf_object80's
-    # converged in ~40, 3.6 s; after 25, 2.4 s, its principal point 0.001 px from there)
+    # took 3.6 s to converge (the same at a limit of 50); after 25, 2.4 s, its principal point
+    # 0.001 px from there)
     trial, sigmas = colmap.bundle.adjust_with_principal_points(
         rec,
         conf["refine_focal_length"],
@@ -491,6 +492,18 @@ def _links(
     }
 
 
+def _contradicted_links(
+    separate: list[pycolmap.Reconstruction],
+    joined: pycolmap.Reconstruction,
+    evidence: dict,
+    min_inliers: int,
+    check_conf: dict[str, Any],
+) -> set[tuple[str, str]]:
+    """The links between the ``separate`` models (``_links``) that ``joined`` contradicts, by photo names."""
+    found = checks.check_model(joined, _links(separate, joined, evidence, min_inliers), check_conf)
+    return {(p.image1, p.image2) for p in found.contradicted(every=True)}
+
+
 def _join_supported(
     separate: list[pycolmap.Reconstruction],
     joined: pycolmap.Reconstruction,
@@ -513,7 +526,7 @@ def _join_supported(
         ids = [im.image_id for im in rec.images.values() if im.has_pose and im.image_id in held]
         edges += [(ids[0], i) for i in ids[1:]]
         firsts += ids[:1]
-    if checks.check_model(joined, _links(separate, joined, evidence, min_inliers), check_conf).contradicted(every=True):
+    if _contradicted_links(separate, joined, evidence, min_inliers, check_conf):
         return False
     edges += [(a, b) for (a, b), m in evidence.items() if a in held and b in held and len(m) >= min_inliers]
     part = components(held, edges)
@@ -531,9 +544,7 @@ def _without_links(
     """Where ``joined`` contradicts links between the ``separate`` models: a copy of the
     database in which those are the only pairs between them (None otherwise). If ``joined``
     went wrong on ambiguous links, the contradicted ones then place the models."""
-    links = _links(separate, joined, evidence, conf["abs_pose_min_num_inliers"])
-    found = checks.check_model(joined, links, conf["checks"])
-    contradicted = {(p.image1, p.image2) for p in found.contradicted(every=True)}
+    contradicted = _contradicted_links(separate, joined, evidence, conf["abs_pose_min_num_inliers"], conf["checks"])
     if not contradicted:
         return None
     side, name = _sides(separate, joined), {i: im.name for i, im in joined.images.items()}
