@@ -184,3 +184,57 @@ def test_the_cli_warns_and_exits_4_on_a_folded_model(folding_run, tmp_path):
     named = {n for a, b, *_ in found["contradicted"][:5] for n in (a, b)} | set(found["misplaced"][:10])
     assert "warning: this model may be folded" in r.stdout and named
     assert all(name in r.stdout for name in named), (named, r.stdout)
+
+
+def _photo_support_by_definition(rec, evidence, max_error_px):
+    """photo_support written out point by point (as it was before it was vectorised)."""
+    out = []
+    point_of = {}
+    for i, im in rec.images.items():
+        if im.has_pose:
+            point_of[i] = [p.point3D_id if p.has_point3D() else -1 for p in im.points2D]
+    found = {i: {} for i in point_of}
+    for (id1, id2), matches in evidence.items():
+        if id1 in point_of and id2 in point_of:
+            for mine, other, a, b in ((id1, id2, 0, 1), (id2, id1, 1, 0)):
+                for k, o in matches[:, [a, b]].tolist():
+                    if point_of[other][o] >= 0:
+                        found[mine].setdefault(k, point_of[other][o])
+    for i, keys in found.items():
+        image = rec.images[i]
+        kept = [
+            (k, pid)
+            for k, pid in keys.items()
+            if len({e.image_id for e in rec.points3D[pid].track.elements} - {i}) >= 2
+        ]
+        if not kept:
+            continue
+        errors = []
+        for k, pid in kept:
+            xy = image.project_point(rec.points3D[pid].xyz)
+            errors.append(np.inf if xy is None else np.linalg.norm(xy - image.points2D[k].xy))
+        out.append((image.name, len(kept), float(np.mean(np.array(errors) < max_error_px))))
+    return out
+
+
+def test_photo_support_and_point_colours_match_their_definitions(database):
+    conf = config.defaults()["mapping"]
+    evidence = colmap.verified_pairs(database)
+    rec = colmap.incremental_mapping(database, TEMPLE_IMAGES, database.parent / "support", colmap.mapper_options(conf))[
+        0
+    ]
+    by_name = {im.name: im for im in rec.images.values()}
+    # one photo misplaced, so that not every share is 1
+    rec.frames[by_name["templeSR0008.png"].frame_id].rig_from_world = by_name["templeSR0012.png"].cam_from_world()
+    strong = {p: m for p, m in evidence.items() if len(m) >= 50}
+    found = [(p.name, p.correspondences, p.explained) for p in checks.photo_support(rec, strong, 4.0)]
+    expected = _photo_support_by_definition(rec, strong, 4.0)
+    assert [f[:2] for f in found] == [e[:2] for e in expected]
+    assert np.allclose([f[2] for f in found], [e[2] for e in expected]) and min(f[2] for f in found) < 0.1
+
+    rng = np.random.default_rng(0)
+    colors_of = {im.name: rng.integers(0, 256, (im.num_points2D(), 3)).astype(float) for im in rec.images.values()}
+    colmap.colorize(rec, colors_of)
+    for pid, point in list(rec.points3D.items())[:300]:
+        observed = [colors_of[rec.images[e.image_id].name][e.point2D_idx] for e in point.track.elements]
+        assert point.color.tolist() == np.round(np.mean(observed, axis=0)).astype(np.uint8).tolist()

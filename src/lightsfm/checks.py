@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .colmap import observations
+
 if TYPE_CHECKING:
     import pycolmap
 
@@ -132,10 +134,16 @@ def _skew(t: np.ndarray) -> np.ndarray:
     return np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
 
 
-def normalized_keypoints(rec: pycolmap.Reconstruction, image_id: int) -> np.ndarray:
-    """All keypoints of an image as undistorted, normalised camera coordinates (N, 2)."""
+def keypoints_xy(rec: pycolmap.Reconstruction, image_id: int) -> np.ndarray:
+    """All keypoints of an image, in pixels (N, 2)."""
+    return np.array([p.xy for p in rec.images[image_id].points2D], dtype=np.float64).reshape(-1, 2)
+
+
+def normalized_keypoints(rec: pycolmap.Reconstruction, image_id: int, xy: np.ndarray | None = None) -> np.ndarray:
+    """All keypoints of an image (``xy``: its ``keypoints_xy``, if at hand) as undistorted,
+    normalised camera coordinates (N, 2)."""
     image = rec.images[image_id]
-    xy = np.array([p.xy for p in image.points2D], dtype=np.float64).reshape(-1, 2)
+    xy = keypoints_xy(rec, image_id) if xy is None else xy
     return np.asarray(rec.cameras[image.camera_id].cam_from_img(xy), dtype=np.float64).reshape(-1, 2)
 
 
@@ -167,13 +175,15 @@ def check_model(
     conf = {**default_conf, **(conf or {})}
     check = ModelCheck(conf=conf)
     posed = {i for i, im in rec.images.items() if im.has_pose}
-    points: dict[int, np.ndarray] = {}  # each image's keypoints converted once, not once per pair
+    xy: dict[int, np.ndarray] = {}  # each image's keypoints read and converted once, not once per pair
+    points: dict[int, np.ndarray] = {}
     for (id1, id2), matches in evidence.items():
         if id1 not in posed or id2 not in posed:
             continue
         for i in (id1, id2):
             if i not in points:
-                points[i] = normalized_keypoints(rec, i)
+                xy[i] = keypoints_xy(rec, i)
+                points[i] = normalized_keypoints(rec, i, xy[i])
         err = sampson_px(rec, id1, id2, points[id1][matches[:, 0]], points[id2][matches[:, 1]])
         check.pairs.append(
             PairCheck(
@@ -184,56 +194,65 @@ def check_model(
             )
         )
     strong = {pair: m for pair, m in evidence.items() if len(m) >= conf["min_inliers"]}
-    check.photos = photo_support(rec, strong, conf["max_error_px"])
+    check.photos = photo_support(rec, strong, conf["max_error_px"], xy)
     return check
 
 
 def photo_support(
-    rec: pycolmap.Reconstruction, evidence: dict[tuple[int, int], np.ndarray], max_error_px: float
+    rec: pycolmap.Reconstruction,
+    evidence: dict[tuple[int, int], np.ndarray],
+    max_error_px: float,
+    xy: dict[int, np.ndarray] | None = None,
 ) -> list[PhotoSupport]:
     """Each registered photo's 2D-3D correspondences through its verified matches (a keypoint
     matched to a keypoint of another registered photo that observes a 3D point seen by two
     photos besides it: a point it triangulated with one other agrees with its pose whatever
-    the pose), and the share its pose reprojects within ``max_error_px``."""
+    the pose), and the share its pose reprojects within ``max_error_px``. ``xy``: images'
+    ``keypoints_xy`` already read. (A keypoint matched to several points counts with the
+    first, in the order of ``evidence``.)"""
     posed = [i for i, im in rec.images.items() if im.has_pose]
-    point_of = {}  # image id -> 3D point id of each keypoint (-1: none)
+    point_of, seen = {}, []  # image id -> 3D point id of each keypoint (-1: none); (point, image) observed
     for i in posed:
-        image = rec.images[i]
-        point_of[i] = np.full(image.num_points2D(), -1, dtype=np.int64)
-        observed = np.asarray(image.get_observation_point2D_idxs(), dtype=np.int64)
-        points2d = image.points2D
-        point_of[i][observed] = [points2d[int(j)].point3D_id for j in observed]
-    found: dict[int, dict[int, int]] = defaultdict(dict)  # image -> keypoint -> 3D point
+        idx, pids = observations(rec.images[i])
+        point_of[i] = np.full(rec.images[i].num_points2D(), -1, dtype=np.int64)
+        point_of[i][idx] = pids
+        seen.append(np.stack([pids, np.full(len(pids), i, dtype=np.int64)], axis=1))
+    seen_by = np.unique(np.concatenate(seen or [np.zeros((0, 2), np.int64)]), axis=0)  # (point, image), sorted
+    points, views = np.unique(seen_by[:, 0], return_counts=True)  # how many photos see each point
+    found: dict[int, list[np.ndarray]] = defaultdict(list)  # image -> [(keypoint, 3D point)], in evidence order
     for (id1, id2), matches in evidence.items():
         if id1 not in point_of or id2 not in point_of:
             continue
         for mine, other, col_mine, col_other in ((id1, id2, 0, 1), (id2, id1, 1, 0)):
             ids = point_of[other][matches[:, col_other]]
-            for k, pid in zip(matches[ids >= 0, col_mine].tolist(), ids[ids >= 0].tolist(), strict=True):
-                found[mine].setdefault(k, pid)
-    seen_by: dict[int, set[int]] = {}  # 3D point id -> the images observing it
-
-    def others(pid: int, i: int) -> bool:
-        if pid not in seen_by:
-            seen_by[pid] = {e.image_id for e in rec.points3D[pid].track.elements}
-        return len(seen_by[pid] - {i}) >= 2
-
-    out = []
+            found[mine].append(np.stack([matches[ids >= 0, col_mine], ids[ids >= 0]], axis=1))
+    code = max(posed, default=0) + 1  # (point, image) as one number, sorted as seen_by is
+    seen_codes = np.append(seen_by[:, 0] * code + seen_by[:, 1], np.iinfo(np.int64).max)
+    kept: dict[int, np.ndarray] = {}
     for i in posed:
-        pairs = [(k, pid) for k, pid in found[i].items() if others(pid, i)]
-        if not pairs:
+        if not found[i]:
             continue
+        pairs = np.concatenate(found[i])
+        pairs = pairs[np.unique(pairs[:, 0], return_index=True)[1]]  # each keypoint's first point
+        # photos besides this one that see the point: all that see it, less itself if it does
+        own = pairs[:, 1] * code + i
+        besides = views[np.searchsorted(points, pairs[:, 1])] - (seen_codes[np.searchsorted(seen_codes, own)] == own)
+        if (besides >= 2).any():
+            kept[i] = pairs[besides >= 2]
+    needed = np.unique(np.concatenate([*kept.values(), np.zeros((0, 2), np.int64)])[:, 1])
+    xyz_of = np.array([rec.points3D[pid].xyz for pid in needed.tolist()], dtype=np.float64).reshape(-1, 3)
+    out = []
+    for i, pairs in kept.items():
         image = rec.images[i]
-        keys = np.array([k for k, _ in pairs], dtype=np.int64)
-        xyz = np.array([rec.points3D[pid].xyz for _, pid in pairs], dtype=np.float64)
-        xy = np.array([image.points2D[int(k)].xy for k in keys], dtype=np.float64)
+        xyz = xyz_of[np.searchsorted(needed, pairs[:, 1])]
+        kp = (xy[i] if xy and i in xy else keypoints_xy(rec, i))[pairs[:, 0]]
         in_cam = np.asarray(image.cam_from_world() * xyz, dtype=np.float64).reshape(-1, 3)
         ok = in_cam[:, 2] > 1e-9
-        err = np.full(len(keys), np.inf)
+        err = np.full(len(pairs), np.inf)
         if ok.any():
             proj = np.asarray(rec.cameras[image.camera_id].img_from_cam(in_cam[ok]), dtype=np.float64).reshape(-1, 2)
-            err[ok] = np.linalg.norm(proj - xy[ok], axis=1)
-        out.append(PhotoSupport(image.name, len(keys), float(np.mean(err < max_error_px))))
+            err[ok] = np.linalg.norm(proj - kp[ok], axis=1)
+        out.append(PhotoSupport(image.name, len(pairs), float(np.mean(err < max_error_px))))
     return out
 
 

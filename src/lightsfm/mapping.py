@@ -137,11 +137,13 @@ def point_colors(image_dir: Path, rec: pycolmap.Reconstruction) -> None:
             logger.warning("no colours from %s", e)
             continue
         s = rgb.shape[1] / w
-        xy = np.array([p.xy for p in image.points2D]).reshape(-1, 2) - 0.5  # COLMAP → pixel centres
+        seen = np.asarray(image.get_observation_point2D_idxs(), dtype=np.int64)  # only these are coloured
+        xy = np.array([p.xy for p in image.get_observation_points2D()]).reshape(-1, 2) - 0.5  # COLMAP → pixel centres
         ij = np.round(xy * s).astype(int)
         ij[:, 0] = ij[:, 0].clip(0, rgb.shape[1] - 1)
         ij[:, 1] = ij[:, 1].clip(0, rgb.shape[0] - 1)
-        colors_of[image.name] = rgb[ij[:, 1], ij[:, 0]].astype(np.float64)
+        colors_of[image.name] = np.zeros((image.num_points2D(), 3))
+        colors_of[image.name][seen] = rgb[ij[:, 1], ij[:, 0]]
     colmap.colorize(rec, colors_of)
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +85,7 @@ __all__ = [
     "mvs",
     "matches_and_inliers",
     "num_images",
+    "observations",
     "poses_from_models",
     "read_model",
     "reregister",
@@ -235,24 +235,31 @@ def global_mapping(
     return sorted(models.values(), key=lambda r: r.num_reg_images(), reverse=True)
 
 
+def observations(image: pycolmap.Image) -> tuple[np.ndarray, np.ndarray]:
+    """The indices of an image's keypoints that observe a 3D point, and those points' ids
+    (one Python call per observation, not per keypoint: pycolmap has no array of either)."""
+    idx = np.asarray(image.get_observation_point2D_idxs(), dtype=np.int64)
+    ids = np.fromiter((p.point3D_id for p in image.get_observation_points2D()), np.int64, len(idx))
+    return idx, ids
+
+
 def colorize(rec: pycolmap.Reconstruction, colors_of: dict[str, np.ndarray]) -> None:
     """Sets each 3D point's colour to the mean colour of its observations.
 
     ``colors_of[name]`` holds the RGB colour of each keypoint of that image.
     """
-    sums: dict[int, np.ndarray] = defaultdict(lambda: np.zeros(3))
-    counts: dict[int, int] = defaultdict(int)
+    ids, colors = [np.zeros(0, np.int64)], [np.zeros((0, 3))]
     for image in rec.images.values():
-        if not image.has_pose or image.name not in colors_of:
-            continue
-        cols = colors_of[image.name]
-        for idx, p2d in enumerate(image.points2D):
-            if p2d.has_point3D():
-                sums[p2d.point3D_id] += cols[idx]
-                counts[p2d.point3D_id] += 1
-    for pid, point in rec.points3D.items():
-        if counts.get(pid):
-            point.color = np.round(sums[pid] / counts[pid]).astype(np.uint8)
+        if image.has_pose and image.name in colors_of:
+            idx, pids = observations(image)
+            ids.append(pids)
+            colors.append(np.asarray(colors_of[image.name], dtype=np.float64)[idx])
+    points, which = np.unique(np.concatenate(ids), return_inverse=True)
+    sums = np.zeros((len(points), 3))
+    np.add.at(sums, which, np.concatenate(colors))
+    mean = np.round(sums / np.bincount(which, minlength=len(points))[:, None]).astype(np.uint8)
+    for pid, color in zip(points.tolist(), mean, strict=True):
+        rec.points3D[pid].color = color
 
 
 def summary(rec: pycolmap.Reconstruction) -> dict[str, float]:
