@@ -8,8 +8,10 @@ import math
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +119,16 @@ def test_exif_gps_written_into_a_copy_reads_back(tmp_path):
     Image.new("RGB", (64, 64)).save(png)
     with pytest.raises(LightsfmError, match=r"a\.png: not a JPEG"):
         gps.write_gps(png, tmp_path / "b.png", fix)
+    # a PNG whose EXIF follows its pixels (found from the chunk headers), and one with none
+    exif = Image.Exif()
+    exif[gps.GPS_IFD] = gps.gps_tags(fix)
+    body = exif.tobytes()
+    chunk = struct.pack(">I", len(body)) + b"eXIf" + body + struct.pack(">I", zlib.crc32(b"eXIf" + body))
+    data = png.read_bytes()
+    (tmp_path / "late.png").write_bytes(data[:-12] + chunk + data[-12:])  # before IEND, after IDAT
+    assert "exif" not in Image.open(tmp_path / "late.png").info
+    assert gps.read_gps(tmp_path / "late.png").latitude == pytest.approx(fix.latitude, abs=1e-9)
+    assert gps.read_gps(png) is None
 
 
 def test_parse_gps_tags():

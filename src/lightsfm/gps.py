@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import struct
 import warnings
 from dataclasses import dataclass
 from fractions import Fraction
@@ -106,10 +107,26 @@ def read_gps(path: Path) -> GpsFix | None:
     try:
         with warnings.catch_warnings(), Image.open(path) as im:
             warnings.simplefilter("ignore")
+            if im.format == "PNG" and "exif" not in im.info and not _png_has_exif(path):
+                return None  # (PIL decodes a whole PNG to look for EXIF after its pixels)
             return parse_gps(dict(im.getexif().get_ifd(GPS_IFD)))
     except Exception as e:  # any decoder error means: no position from this file
         logger.debug("%s: no GPS read (%s)", path, e)
         return None
+
+
+def _png_has_exif(path: Path) -> bool:
+    """Does the PNG at ``path`` hold an eXIf chunk? Reads the chunk headers only."""
+    with open(path, "rb") as f:
+        f.seek(8)  # the signature
+        while len(head := f.read(8)) == 8:
+            length, kind = struct.unpack(">I4s", head)
+            if kind == b"eXIf":
+                return True
+            if kind == b"IEND":
+                break
+            f.seek(length + 4, os.SEEK_CUR)  # the data and its CRC
+    return False
 
 
 def read_gps_folder(image_dir: Path, names: list[str]) -> dict[str, GpsFix]:
