@@ -54,6 +54,23 @@ def test_turned_photo_is_detected_and_extracted_upright(tmp_path):
         assert k[:, 0].max() < w and k[:, 1].max() < h and k.min() >= -0.5
 
 
+def test_an_upside_down_photo_costs_one_more_description_not_three(tmp_path):
+    names = ["100_7100.JPG", "100_7101.JPG", "100_7102.JPG"]
+    for n in names:
+        (tmp_path / n).symlink_to(DEMO / n)
+    Image.open(DEMO / "100_7103.JPG").rotate(180).save(tmp_path / "flipped.jpg")
+    calls = []
+
+    def counting_factory(conf, device="cpu"):
+        ex = aliked.AlikedExtractor(conf, device)
+        return lambda rgb: calls.append(rgb.shape) or ex(rgb)
+
+    found, overlap, turned = orientation.detect(tmp_path, [*names, "flipped.jpg"], counting_factory)
+    assert found == {**dict.fromkeys(names, 0), "flipped.jpg": 2}
+    assert len(calls) == 4 + 1 and sorted(turned["flipped.jpg"]) == [0, 2]
+    assert len(overlap) == 6 and min(overlap.values()) > 25
+
+
 def test_pairs_turn_detection_did_not_compare_are_counted_as_it_would_have(tmp_path):
     """Pre-matching's evidence is one measure for every pair: counted later from the stored
     cheap features (at the pair's relative turn), a pair gets the count turn detection gave it."""
@@ -110,14 +127,14 @@ def test_large_scenes_match_each_photo_with_its_neighbours_only():
         d = base[g] + 0.3 * rng.normal(size=base[g].shape).astype(np.float32)
         return {"descriptors": d / np.linalg.norm(d, axis=1, keepdims=True)}
 
-    turned = {f"{i:03d}.jpg": [feats(i % groups)] for i in range(n)}
+    turned = {f"{i:03d}.jpg": {0: feats(i % groups)} for i in range(n)}
     pairs = orientation.candidate_pairs(turned)
     assert len(pairs) <= n * orientation.NEIGHBOURS < n * (n - 1) // 2
     same_group = sum(int(a[:3]) % groups == int(b[:3]) % groups for a, b in pairs)
     assert same_group / len(pairs) > 0.9
     assert {x for p in pairs for x in p} == set(turned)
     # a photo described at its four turns is paired by its best turn
-    turned["000.jpg"] = [feats(1), feats(0), feats(1), feats(1)]
+    turned["000.jpg"] = {0: feats(1), 1: feats(0), 2: feats(1), 3: feats(1)}
     only = orientation.candidate_pairs(turned, ["000.jpg"])
     assert all("000.jpg" in p for p in only) and len(only) <= 2 * orientation.NEIGHBOURS
     partners = [int((b if a == "000.jpg" else a)[:3]) % groups for a, b in only]

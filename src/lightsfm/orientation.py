@@ -5,7 +5,9 @@ Each image is described with a cheap ALIKED setting and every pair is matched as
 agree on which way is up. Only the images outside the largest group so linked are also
 described at their three other quarter turns, and each turn is matched against the other
 images as stored: the turn with clearly the most inliers is the pair's relative turn. (A
-scene shot upright costs one cheap pass per image instead of four.) The turns are then
+scene shot upright costs one cheap pass per image instead of four.) Upside down is tried
+first, the quarter turns only for the photos it does not link: a camera carried over the
+top of a ring (Middlebury's temple) leaves photos upside down, not sideways. The turns are then
 made consistent over the whole scene (rotation synchronisation on the pair graph: a
 maximum spanning tree of the strongest pairs, then a few rounds of weighted voting), and
 within each connected group of images the global offset that leaves the most photos as
@@ -76,6 +78,12 @@ def _inliers(f0: dict, f1: dict, matcher: MutualNNMatcher) -> int:
     return count_inliers(f0["keypoints"], f1["keypoints"], matcher(f0, f1)["matches0"], 2.0)
 
 
+# The turns tried on the photos the as-stored matching does not link, in rounds: upside down
+# first; the quarter turns for those still unlinked. The temple's five upside-down photos
+# then cost one description each instead of three (turn detection 1.0 s instead of 1.5 s).
+TURN_ROUNDS = ((2,), (1, 3))
+
+
 class PairTask:
     """One pair as a work item: (a, b, turns) → the inliers of ``rot90(a, k)`` against ``b``
     as stored, for each k of ``turns``. Cheap and independent: the local executor runs one
@@ -88,7 +96,7 @@ class PairTask:
 
     side_by_side = True
 
-    def __init__(self, turned: dict[str, list[dict]], matcher: MutualNNMatcher) -> None:
+    def __init__(self, turned: dict[str, dict[int, dict]], matcher: MutualNNMatcher) -> None:
         self.turned, self.matcher = turned, matcher
 
     def __call__(self, item: tuple[str, str, tuple[int, ...]]) -> list[int]:
@@ -99,33 +107,35 @@ class PairTask:
 
 
 def relative_turns(
-    turned: dict[str, list[dict]],
+    turned: dict[str, dict[int, dict]],
     matcher: MutualNNMatcher,
-    pairs: list[tuple[str, str]] | None = None,
-    as_stored: dict[tuple[str, str], int] | None = None,
-) -> dict[tuple[str, str], tuple[int, int, int]]:
-    """For every pair (a, b): (k, inliers, second best) with ``rot90(a, k)`` matching ``b``
-    as stored best. One image of each pair needs its four turns in ``turned``; the other,
-    its turn 0 at least. ``as_stored``: counts at turn 0 already known (PairTask's, the
-    same in either order), not matched again.
-    """
-    names = list(turned)
-    if pairs is None:
-        pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
-    as_stored = as_stored or {}
-    firsts = [a if len(turned[a]) == 4 else b for a, b in pairs]
-    items = [
-        (x, b if x == a else a, (1, 2, 3) if (a, b) in as_stored else (0, 1, 2, 3))
-        for x, (a, b) in zip(firsts, pairs, strict=True)
-    ]
-    out = {}
-    found = LocalExecutor().map(PairTask(turned, matcher), items, desc="orientation pairs (turns)", unit="pair")
-    for (a, b), x, counts in zip(pairs, firsts, found, strict=True):
-        if (a, b) in as_stored:
-            counts = [as_stored[(a, b)], *counts]
-        (best, k), (second, _) = sorted(zip(counts, range(4), strict=True), reverse=True)[:2]
+    pairs: list[tuple[str, str]],
+    known: dict[tuple[str, str], dict[int, int]],
+) -> None:
+    """Counts into ``known[(a, b)][k]`` the inliers of ``rot90(a, k)`` against ``b`` as stored,
+    for every turn of each pair that its image described at more turns (``a`` if both are)
+    has in ``turned`` and that is not counted yet."""
+    items, where = [], []
+    for a, b in pairs:
+        have = known.setdefault((a, b), {})
+        x = a if len(turned[a]) >= len(turned[b]) else b
         # rot90(b, k) matching a means rot90(a, −k) matches b
-        out[(a, b)] = (k if x == a else (-k) % 4, best, second)
+        turns = tuple(k for k in sorted(turned[x]) if (k if x == a else -k % 4) not in have)
+        if turns:
+            items.append((x, b if x == a else a, turns))
+            where.append((a, b))
+    found = LocalExecutor().map(PairTask(turned, matcher), items, desc="orientation pairs (turns)", unit="pair")
+    for (a, b), (x, _, turns), counts in zip(where, items, found, strict=True):
+        for k, c in zip(turns, counts, strict=True):
+            known[(a, b)][k if x == a else -k % 4] = c
+
+
+def scores_of(known: dict[tuple[str, str], dict[int, int]]) -> dict[tuple[str, str], tuple[int, int, int]]:
+    """Each pair's (k, inliers, second best) over the turns counted: ``rot90(a, k)`` matches ``b`` best."""
+    out = {}
+    for pair, counts in known.items():
+        ranked = sorted(((c, k) for k, c in counts.items()), reverse=True)
+        out[pair] = (ranked[0][1], ranked[0][0], ranked[1][0] if len(ranked) > 1 else 0)
     return out
 
 
@@ -184,25 +194,34 @@ def synchronise(names: list[str], edges: dict[tuple[str, str], tuple[int, int]])
     return turn
 
 
-def candidate_pairs(turned: dict[str, list[dict]], among: list[str] | None = None) -> list[tuple[str, str]]:
+def candidate_pairs(
+    turned: dict[str, dict[int, dict]], among: list[str] | None = None, centers: np.ndarray | None = None
+) -> list[tuple[str, str]]:
     """Pairs worth matching: all of them for a small scene; else each photo of ``among`` (all
-    by default) with its NEIGHBOURS most similar photos, comparing every turn described."""
+    by default) with its NEIGHBOURS most similar photos, comparing every turn described.
+    ``centers``: the VLAD words of ``vocabulary(turned)``, when already learnt."""
     names = list(turned)
     among = names if among is None else among
     if len(names) <= EXHAUSTIVE_MAX:
         wanted = set(among)
         return [(a, b) for i, a in enumerate(names) for b in names[i + 1 :] if a in wanted or b in wanted]
-    centers = vlad.vocabulary([t[0]["descriptors"] for t in turned.values()])
+    centers = vocabulary(turned) if centers is None else centers
     upright = np.stack([vlad.vlad(turned[n][0]["descriptors"], centers) for n in names])
     index = {n: i for i, n in enumerate(names)}
     chosen = set()
     for n in among:
-        turns = np.stack([vlad.vlad(f["descriptors"], centers) for f in turned[n]])
+        turns = np.stack([vlad.vlad(f["descriptors"], centers) for f in turned[n].values()])
         sim = (turns @ upright.T).max(axis=0)  # its best turn against each photo as stored
         sim[index[n]] = -np.inf
         for j in np.argsort(-sim, kind="stable")[:NEIGHBOURS]:
             chosen.add((n, names[j]) if index[n] < j else (names[j], n))
     return sorted(chosen, key=lambda p: (index[p[0]], index[p[1]]))
+
+
+def vocabulary(turned: dict[str, dict[int, dict]]) -> np.ndarray:
+    """VLAD words of the photos' cheap descriptors as stored (learnt once per detection:
+    0.6 s for mold_gold_cape's 119 photos)."""
+    return vlad.vocabulary([t[0]["descriptors"] for t in turned.values()])
 
 
 class CheapTask:
@@ -259,10 +278,11 @@ def detect(
     executor: Executor | None = None,
     mask_source: str | None = None,
     cheap: str = "aliked",
-) -> tuple[dict[str, int], dict[tuple[str, str], int], dict[str, list[dict]]]:
+) -> tuple[dict[str, int], dict[tuple[str, str], int], dict[str, dict[int, dict]]]:
     """Number of counter-clockwise quarter turns (0–3) that makes each image upright, each
-    compared pair's inliers at its best relative turn (a cheap guess of which pairs
-    overlap), and each image's cheap features at every turn described (index: the turn).
+    compared pair's inliers at its best turn counted (a cheap guess of which pairs overlap;
+    only pairs counted at the relative turn found), and each image's cheap features at
+    every turn described (key: the turn).
 
     A photo that cannot be decoded is left out (its reason goes into ``failed``, with a
     warning) and the others go on without it.
@@ -270,7 +290,7 @@ def detect(
     task = CheapTask(image_dir, extractor_factory, device, mask_source, cheap)
     run = (executor or LocalExecutor()).map
     matcher = MutualNNMatcher(MATCHER_CONF, device)
-    turned: dict[str, list[dict]] = {}
+    turned: dict[str, dict[int, dict]] = {}
 
     for name, out in run(task, [(n, (0,)) for n in names], desc="orientation", unit="img"):
         if isinstance(out, str):
@@ -278,35 +298,38 @@ def detect(
                 failed[name] = out
                 logger.warning("skipping %s: %s", Path(image_dir) / name, out)
         else:
-            turned[name] = out
+            turned[name] = {0: out[0]}
     readable = list(turned)
-    pairs = candidate_pairs(turned)
+    centers = vocabulary(turned) if len(turned) > EXHAUSTIVE_MAX else None
+    known: dict[tuple[str, str], dict[int, int]] = {}
     # (pair work stays on this machine, one pair per core: it is too short to ship)
-    counts = LocalExecutor().map(
-        PairTask(turned, matcher), [(a, b, (0,)) for a, b in pairs], desc="orientation pairs", unit="pair"
-    )
-    upright = {p: c[0] for p, c in zip(pairs, counts, strict=True)}
+    relative_turns(turned, matcher, candidate_pairs(turned, centers=centers), known)
     # Photos turned against each other share almost no inliers as stored (≤ 10 of the 25
-    # needed on ../shared/data), so a pair above MIN_INLIERS is one with no relative turn.
-    linked = _largest_group(readable, [p for p, v in upright.items() if v >= MIN_INLIERS])
-    scores = {p: (0, v, 0) for p, v in upright.items() if p[0] in linked and p[1] in linked}
+    # needed on ../shared/data), so a pair above MIN_INLIERS is one with no relative turn;
+    # the same is assumed of a pair linked upside down at the other quarter turns.
+    linked = _largest_group(readable, list(clear_turns(scores_of(known))))
     rest = [n for n in readable if n not in linked]
-    if rest:
+    for turns in TURN_ROUNDS:
+        if not rest:
+            break
         # (each read again: it may have changed or vanished since)
-        for name, out in run(task, [(n, (1, 2, 3)) for n in rest], desc="orientation (turns)", unit="img"):
+        for name, out in run(task, [(n, turns) for n in rest], desc="orientation (turns)", unit="img"):
             if isinstance(out, str):
                 del turned[name]
             else:
-                turned[name] += out
+                turned[name].update(zip(turns, out, strict=True))
         readable = [n for n in readable if n in turned]
         rest = [n for n in rest if n in turned]
-        todo = [p for p in candidate_pairs(turned, rest) if p not in scores]
-        scores |= relative_turns(turned, matcher, todo, upright)
+        relative_turns(turned, matcher, candidate_pairs(turned, rest, centers), known)
+        linked = _largest_group(readable, list(clear_turns(scores_of(known))))
+        rest = [n for n in rest if n not in linked]
+    scores = {p: s for p, s in scores_of(known).items() if p[0] in turned and p[1] in turned}
     found = synchronise(readable, clear_turns(scores))
     for name, k in found.items():
         if k:
             logger.info("%s looks turned: extracting it rotated by %d°", name, 90 * k)
-    overlap = {p: best for p, (_, best, _) in scores.items() if p[0] in turned and p[1] in turned}
+    # (a pair's count where its relative turn was counted; the pairs stage counts the others)
+    overlap = {p: best for p, (_, best, _) in scores.items() if (found[p[0]] - found[p[1]]) % 4 in known[p]}
     return found, overlap, turned
 
 
@@ -362,7 +385,7 @@ def main(
         for name, feats in turned.items():
             out.add(
                 name_to_key(name),
-                {f"{key}{k}": f[key] for k, f in enumerate(feats) for key in ("keypoints", "descriptors")},
+                {f"{key}{k}": f[key] for k, f in feats.items() for key in ("keypoints", "descriptors")},
             )
     rows = [{"pair": [a, b], "inliers": v} for (a, b), v in overlap.items()]
     record = {
