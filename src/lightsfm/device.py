@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
 
 # Torch threads per work item when an executor fixes them (0: every core). Results of the
 # same item differ in the last bits between thread counts (oneDNN splits small convolutions
@@ -134,3 +135,32 @@ def release_freed_memory_if_grown() -> None:
         if rss_mb() >= _rss_after_trim + TRIM_GROWTH_MB:  # (not just trimmed by another thread)
             release_freed_memory()
             _rss_after_trim = rss_mb()
+
+
+def _onednn(*tensors: torch.Tensor) -> bool:
+    return torch.backends.mkldnn.is_available() and all(
+        t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors
+    )
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``x @ weight.T + bias`` (``F.linear``); float32 on a CPU through oneDNN. Torch's
+    default for these products, MKL, runs its slower code paths on AMD CPUs: on one AMD
+    EPYC core, 2048 × 128 descriptors a side took 7.8 ms instead of 11.9 ms (1024: 1.3
+    against 2.8 ms), LightGlue's 512 × 256 by 256 × 768 1.0 against 2.0 ms. Products over
+    up to 144 dimensions came out bit-identical to MKL's there; longer ones differ in the
+    last bits (their sums are split differently)."""
+    if not _onednn(x, weight):
+        return F.linear(x, weight, bias)
+    b = bias.to_mkldnn() if bias is not None else None
+    return torch._C._nn.mkldnn_linear(x.contiguous().to_mkldnn(), weight.contiguous().to_mkldnn(), b).to_dense()
+
+
+def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, padding: int = 0) -> torch.Tensor:
+    """``F.conv2d`` (stride 1) through oneDNN on a CPU. Torch sends a 1 × 1 convolution of
+    one image on one thread to its own loop over an MKL product instead: ALIKED's 16 → 32
+    channel projection of a 576 × 1024 photo took 14.2 ms that way, 4.3 ms in oneDNN,
+    bit-identical."""
+    if not _onednn(x, weight):
+        return F.conv2d(x, weight, bias, padding=padding)
+    return torch.mkldnn_convolution(x, weight, bias, [padding, padding], [1, 1], [1, 1], 1)

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..device import linear
 from .base import Matcher
 
 
@@ -30,7 +31,7 @@ class MutualNNMatcher(Matcher):
         # (a float32 copy: arrays that come through Ray are read-only, which torch warns about)
         d0 = torch.from_numpy(np.array(feats0["descriptors"], dtype=np.float32)).to(self.device)
         d1 = torch.from_numpy(np.array(feats1["descriptors"], dtype=np.float32)).to(self.device)
-        sim = d0 @ d1.T
+        sim = linear(d0, d1)  # (oneDNN: the same similarities as d0 @ d1.T, ~1.5× faster on AMD CPUs)
         top = sim.topk(2, dim=1)
         best0, nn01 = top.values[:, 0], top.indices[:, 0]
         # Mutual: row i's best is also its column's best. A column's maximum is cheap (amax
