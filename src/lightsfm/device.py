@@ -138,8 +138,11 @@ def release_freed_memory_if_grown() -> None:
 
 
 def _onednn(*tensors: torch.Tensor) -> bool:
-    return torch.backends.mkldnn.is_available() and all(
-        t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors
+    """float32 on a CPU, outside autocast (which torch's own functions follow)?"""
+    return (
+        torch.backends.mkldnn.is_available()
+        and not torch.is_autocast_enabled("cpu")
+        and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
     )
 
 

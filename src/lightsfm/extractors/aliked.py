@@ -16,6 +16,7 @@ from kornia.feature.aliked.aliked import DKD, ConvBlock, DeformableConv2d, Input
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from ..device import conv2d, linear
 from ..weights import load_weights
 from .base import Extractor
 
@@ -50,10 +51,16 @@ def _deform_conv(self: DeformableConv2d, x: torch.Tensor) -> torch.Tensor:
     sampled = sampled.view(c, h, w, kh * kw).permute(1, 2, 3, 0)  # (H, W, K, C)
     if mask_w is not None:
         sampled = sampled * mask_w[0].permute(1, 2, 0)[..., None]
-    y = sampled.reshape(h * w, kh * kw * c) @ weight.permute(0, 2, 3, 1).reshape(len(weight), -1).T
+    y = linear(sampled.reshape(h * w, kh * kw * c), weight.permute(0, 2, 3, 1).reshape(len(weight), -1))
     if self.regular_conv.bias is not None:
         y = y + self.regular_conv.bias
     return y.view(1, h, w, -1).permute(0, 3, 1, 2)
+
+
+def _pointwise_conv(self: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """A 1 × 1 convolution through oneDNN (device.conv2d), where torch would take its slower
+    loop for one image on one thread."""
+    return conv2d(x, self.weight, self.bias)
 
 
 def _speed_up(model: ALIKED) -> ALIKED:
@@ -72,6 +79,11 @@ def _speed_up(model: ALIKED) -> ALIKED:
         # the rewrite covers what ALIKED uses: stride 1, no dilation
         if isinstance(m, DeformableConv2d) and m.stride == 1 and m.dilation == 1:
             m.forward = _deform_conv.__get__(m)
+        pointwise = (
+            m.kernel_size == (1, 1) and m.stride == (1, 1) and m.groups == 1 if isinstance(m, nn.Conv2d) else False
+        )
+        if pointwise:
+            m.forward = _pointwise_conv.__get__(m)
     return model
 
 
@@ -96,9 +108,9 @@ def _score_map(model: ALIKED, levels: list[torch.Tensor], padder: InputPadder) -
     w = model.score_head[0].weight
     parts = torch.split(w, [x.shape[1] for x in levels], dim=1)
     size = levels[0].shape[-2:]
-    s = F.conv2d(levels[0], parts[0])
+    s = conv2d(levels[0], parts[0])
     for x, wi in zip(levels[1:], parts[1:], strict=True):
-        s = s + F.interpolate(F.conv2d(x, wi), size=size, mode="bilinear", align_corners=True)
+        s = s + F.interpolate(conv2d(x, wi), size=size, mode="bilinear", align_corners=True)
     return padder.unpad(torch.sigmoid(model.score_head[1:](s)))
 
 
@@ -204,9 +216,11 @@ def _describe(model: ALIKED, levels: list[torch.Tensor], padder: InputPadder, kp
     feats = feats.view(n, head.n_pos, -1)  # rows (N, n_pos, C): sf_conv, a 1×1 conv, is a matrix product on them
     if mask_w is not None:
         feats = feats * mask_w[:, :, None]
-    feats = torch.selu_(feats @ head.sf_conv.weight[:, :, 0, 0].T)
-    if not head.conv2d:
-        descs = torch.einsum("npc,pcd->nd", feats, head.agg_weights)
+    feats = torch.selu_(
+        linear(feats.reshape(n * head.n_pos, -1), head.sf_conv.weight[:, :, 0, 0]).view(n, head.n_pos, -1)
+    )
+    if not head.conv2d:  # (einsum "npc,pcd->nd": one product over the n_pos × C values of each keypoint)
+        descs = linear(feats.reshape(n, -1), head.agg_weights.reshape(-1, head.agg_weights.shape[-1]).T)
     else:  # convM flattens (C, n_pos)
         descs = head.convM(feats.transpose(1, 2).reshape(n, -1)[:, :, None, None])[:, :, 0, 0]
     return F.normalize(descs, p=2.0, dim=1)
