@@ -51,7 +51,7 @@ def _deform_conv(self: DeformableConv2d, x: torch.Tensor) -> torch.Tensor:
     sampled = sampled.view(c, h, w, kh * kw).permute(1, 2, 3, 0)  # (H, W, K, C)
     if mask_w is not None:
         sampled = sampled * mask_w[0].permute(1, 2, 0)[..., None]
-    y = linear(sampled.reshape(h * w, kh * kw * c), weight.permute(0, 2, 3, 1).reshape(len(weight), -1))
+    y = sampled.reshape(h * w, kh * kw * c) @ weight.permute(0, 2, 3, 1).reshape(len(weight), -1).T
     if self.regular_conv.bias is not None:
         y = y + self.regular_conv.bias
     return y.view(1, h, w, -1).permute(0, 3, 1, 2)
@@ -108,9 +108,10 @@ def _score_map(model: ALIKED, levels: list[torch.Tensor], padder: InputPadder) -
     w = model.score_head[0].weight
     parts = torch.split(w, [x.shape[1] for x in levels], dim=1)
     size = levels[0].shape[-2:]
-    s = conv2d(levels[0], parts[0])
+    # (F.conv2d: oneDNN's sums of these 32 channels differ from torch's in the last bits)
+    s = F.conv2d(levels[0], parts[0])
     for x, wi in zip(levels[1:], parts[1:], strict=True):
-        s = s + F.interpolate(conv2d(x, wi), size=size, mode="bilinear", align_corners=True)
+        s = s + F.interpolate(F.conv2d(x, wi), size=size, mode="bilinear", align_corners=True)
     return padder.unpad(torch.sigmoid(model.score_head[1:](s)))
 
 
@@ -219,8 +220,8 @@ def _describe(model: ALIKED, levels: list[torch.Tensor], padder: InputPadder, kp
     feats = torch.selu_(
         linear(feats.reshape(n * head.n_pos, -1), head.sf_conv.weight[:, :, 0, 0]).view(n, head.n_pos, -1)
     )
-    if not head.conv2d:  # (einsum "npc,pcd->nd": one product over the n_pos × C values of each keypoint)
-        descs = linear(feats.reshape(n, -1), head.agg_weights.reshape(-1, head.agg_weights.shape[-1]).T)
+    if not head.conv2d:
+        descs = torch.einsum("npc,pcd->nd", feats, head.agg_weights)
     else:  # convM flattens (C, n_pos)
         descs = head.convM(feats.transpose(1, 2).reshape(n, -1)[:, :, None, None])[:, :, 0, 0]
     return F.normalize(descs, p=2.0, dim=1)

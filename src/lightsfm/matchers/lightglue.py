@@ -7,10 +7,8 @@ from typing import Any
 import numpy as np
 import torch
 from kornia.feature import LightGlue
-from torch import nn
 
 from .. import extractors
-from ..device import linear
 from ..weights import load_lightglue
 from .base import Matcher
 
@@ -28,10 +26,6 @@ def _strongest(f: dict[str, np.ndarray], k: int) -> tuple[dict[str, np.ndarray],
         return f, np.arange(len(f["keypoints"]))
     idx = np.sort(np.argsort(-f["scores"], kind="stable")[:k])
     return {**f, "keypoints": f["keypoints"][idx], "descriptors": f["descriptors"][idx]}, idx
-
-
-def _linear_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    return linear(x, self.weight, self.bias)
 
 
 class LightGlueMatcher(Matcher):
@@ -70,11 +64,6 @@ class LightGlueMatcher(Matcher):
         )
         load_lightglue(self.model, self.features, c["weights"])
         self.model = self.model.to(torch.device(self.device))
-        # Its linear layers (58 % of a pair's time on a CPU) through oneDNN (device.linear):
-        # a 512-keypoint pair on an AMD EPYC in 0.13 s instead of 0.19 s.
-        for layer in self.model.modules():
-            if isinstance(layer, nn.Linear):
-                layer.forward = _linear_forward.__get__(layer)
         self.model.conf.mp = mixed_precision(c["precision"], self.device)
 
     def __call__(self, feats0: dict[str, np.ndarray], feats1: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
