@@ -1,4 +1,4 @@
-"""oneDNN products and convolutions give what torch's defaults give."""
+"""oneDNN products give what torch's default gives."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from lightsfm import device
 
 
-@pytest.mark.parametrize(("m", "k", "n"), [(2048, 128, 2048), (512, 64, 300), (700, 576, 64), (3, 2048, 128)])
+@pytest.mark.parametrize(("m", "k", "n"), [(2048, 128, 2048), (2048, 256, 256), (512, 64, 300), (3, 2048, 128)])
 def test_linear_is_f_linear(m, k, n):
     g = torch.Generator().manual_seed(m + k + n)
     x, w, b = torch.randn(m, k, generator=g), torch.randn(n, k, generator=g), torch.randn(n, generator=g)
@@ -23,13 +23,3 @@ def test_linear_is_f_linear(m, k, n):
     # descriptors of 128 or fewer dimensions: the same bits as torch's own product
     if k <= 128:
         assert torch.equal(device.linear(x, w), x @ w.T)
-
-
-@pytest.mark.parametrize("kernel", [1, 3])
-def test_conv2d_is_f_conv2d(kernel):
-    g = torch.Generator().manual_seed(kernel)
-    x = torch.randn(1, 16, 64, 48, generator=g).contiguous(memory_format=torch.channels_last)
-    w, b = torch.randn(32, 16, kernel, kernel, generator=g), torch.randn(32, generator=g)
-    got = device.conv2d(x, w, b, padding=kernel // 2)
-    assert got.is_contiguous(memory_format=torch.channels_last)
-    assert torch.allclose(got, F.conv2d(x, w, b, padding=kernel // 2), rtol=1e-5, atol=1e-5)

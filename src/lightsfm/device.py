@@ -137,6 +137,9 @@ def release_freed_memory_if_grown() -> None:
             _rss_after_trim = rss_mb()
 
 
+ONEDNN_MIN_PRODUCT = 1 << 26  # multiply-adds: 1024 × 512 descriptors of 128 dimensions
+
+
 def _onednn(*tensors: torch.Tensor) -> bool:
     """float32 on a CPU, outside autocast (which torch's own functions follow)?"""
     return (
@@ -147,23 +150,19 @@ def _onednn(*tensors: torch.Tensor) -> bool:
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``x @ weight.T + bias`` (``F.linear``); float32 on a CPU through oneDNN. Torch's
-    default for these products, MKL, runs its slower code paths on AMD CPUs: on one AMD
-    EPYC core, 2048 × 128 descriptors a side took 7.8 ms instead of 11.9 ms (1024: 1.3
-    against 2.8 ms), LightGlue's 512 × 256 by 256 × 768 1.0 against 2.0 ms. Products over
-    up to 144 dimensions came out bit-identical to MKL's there; longer ones differ in the
-    last bits (their sums are split differently)."""
-    if not _onednn(x, weight):
+    """``x @ weight.T + bias`` (``F.linear``); large float32 products on a CPU through oneDNN.
+
+    MKL, torch's default for these, runs its slower code paths on AMD CPUs: on one AMD EPYC
+    core 2048 × 128 descriptors a side took 7.8 ms instead of 11.9 ms, 1024 a side 1.3
+    instead of 2.8 ms, with bit-identical results (products over up to 144 dimensions;
+    longer ones differ in the last bits). tensorf_object80's matching took 5.4-6.5 s
+    instead of 6.8-8.0 s (three runs each). oneDNN builds a kernel for each new shape (about
+    1 ms), so small products, and LightGlue's layers, whose shapes change with every pair it
+    prunes (the dino's matching took 4.1 s instead of 3.9 s), stay with torch's default;
+    so does ALIKED, whose two photos side by side gained nothing from it.
+    """
+    rows = x.numel() // max(x.shape[-1], 1)
+    if not _onednn(x, weight) or rows * weight.shape[0] * weight.shape[1] < ONEDNN_MIN_PRODUCT:
         return F.linear(x, weight, bias)
     b = bias.to_mkldnn() if bias is not None else None
     return torch._C._nn.mkldnn_linear(x.contiguous().to_mkldnn(), weight.contiguous().to_mkldnn(), b).to_dense()
-
-
-def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, padding: int = 0) -> torch.Tensor:
-    """``F.conv2d`` (stride 1) through oneDNN on a CPU. Torch sends a 1 × 1 convolution of
-    one image on one thread to its own loop over an MKL product instead: ALIKED's 16 → 32
-    channel projection of a 576 × 1024 photo took 14.2 ms that way, 4.3 ms in oneDNN,
-    bit-identical."""
-    if not _onednn(x, weight):
-        return F.conv2d(x, weight, bias, padding=padding)
-    return torch.mkldnn_convolution(x, weight, bias, [padding, padding], [1, 1], [1, 1], 1)

@@ -16,7 +16,6 @@ from kornia.feature.aliked.aliked import DKD, ConvBlock, DeformableConv2d, Input
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..device import conv2d, linear
 from ..weights import load_weights
 from .base import Extractor
 
@@ -57,12 +56,6 @@ def _deform_conv(self: DeformableConv2d, x: torch.Tensor) -> torch.Tensor:
     return y.view(1, h, w, -1).permute(0, 3, 1, 2)
 
 
-def _pointwise_conv(self: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """A 1 × 1 convolution through oneDNN (device.conv2d), where torch would take its slower
-    loop for one image on one thread."""
-    return conv2d(x, self.weight, self.bias)
-
-
 def _speed_up(model: ALIKED) -> ALIKED:
     """Inference-only rewrites of kornia's ALIKED with the same output: batch norms folded
     into the convolutions before them, and deformable convolutions that gather pixel rows."""
@@ -79,11 +72,6 @@ def _speed_up(model: ALIKED) -> ALIKED:
         # the rewrite covers what ALIKED uses: stride 1, no dilation
         if isinstance(m, DeformableConv2d) and m.stride == 1 and m.dilation == 1:
             m.forward = _deform_conv.__get__(m)
-        pointwise = (
-            m.kernel_size == (1, 1) and m.stride == (1, 1) and m.groups == 1 if isinstance(m, nn.Conv2d) else False
-        )
-        if pointwise:
-            m.forward = _pointwise_conv.__get__(m)
     return model
 
 
@@ -108,7 +96,6 @@ def _score_map(model: ALIKED, levels: list[torch.Tensor], padder: InputPadder) -
     w = model.score_head[0].weight
     parts = torch.split(w, [x.shape[1] for x in levels], dim=1)
     size = levels[0].shape[-2:]
-    # (F.conv2d: oneDNN's sums of these 32 channels differ from torch's in the last bits)
     s = F.conv2d(levels[0], parts[0])
     for x, wi in zip(levels[1:], parts[1:], strict=True):
         s = s + F.interpolate(F.conv2d(x, wi), size=size, mode="bilinear", align_corners=True)
@@ -217,9 +204,7 @@ def _describe(model: ALIKED, levels: list[torch.Tensor], padder: InputPadder, kp
     feats = feats.view(n, head.n_pos, -1)  # rows (N, n_pos, C): sf_conv, a 1×1 conv, is a matrix product on them
     if mask_w is not None:
         feats = feats * mask_w[:, :, None]
-    feats = torch.selu_(
-        linear(feats.reshape(n * head.n_pos, -1), head.sf_conv.weight[:, :, 0, 0]).view(n, head.n_pos, -1)
-    )
+    feats = torch.selu_(feats @ head.sf_conv.weight[:, :, 0, 0].T)
     if not head.conv2d:
         descs = torch.einsum("npc,pcd->nd", feats, head.agg_weights)
     else:  # convM flattens (C, n_pos)
