@@ -38,7 +38,7 @@ class MutualNNMatcher(Matcher):
         column_best = sim.amax(dim=0)
         best0, nn01 = sim.max(dim=1)
         # The second best, for the ratio test: each row's best struck out, then its maximum
-        # (real tensorf_object80 pairs: 2.7 ms for what topk(2) took 7.4 ms).
+        # (40 real tensorf_object80 pairs, profiled: 4.6 ms a pair for what topk(2) took in 7.4 ms).
         rows = torch.arange(n0, device=sim.device)
         sim[rows, nn01] = -torch.inf
         second0 = sim.amax(dim=1)
