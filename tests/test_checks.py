@@ -234,7 +234,8 @@ def test_photo_support_and_point_colours_match_their_definitions(database):
 
     rng = np.random.default_rng(0)
     colors_of = {im.name: rng.integers(0, 256, (im.num_points2D(), 3)).astype(float) for im in rec.images.values()}
-    colmap.colorize(rec, colors_of)
+    seen = [(im, colmap.observations(im)) for im in rec.images.values() if im.has_pose]
+    colmap.colorize(rec, [(pids, colors_of[im.name][idx]) for im, (idx, pids) in seen])
     for point in list(rec.points3D.values())[:300]:
         observed = [colors_of[rec.images[e.image_id].name][e.point2D_idx] for e in point.track.elements]
         assert point.color.tolist() == np.round(np.mean(observed, axis=0)).astype(np.uint8).tolist()

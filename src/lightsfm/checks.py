@@ -211,14 +211,14 @@ def photo_support(
     ``keypoints_xy`` already read. (A keypoint matched to several points counts with the
     first, in the order of ``evidence``.)"""
     posed = [i for i, im in rec.images.items() if im.has_pose]
-    point_of, seen = {}, []  # image id -> 3D point id of each keypoint (-1: none); (point, image) observed
+    point_of, own = {}, {}  # image id -> 3D point id of each keypoint (-1: none); the points it sees
     for i in posed:
         idx, pids = observations(rec.images[i])
         point_of[i] = np.full(rec.images[i].num_points2D(), -1, dtype=np.int64)
         point_of[i][idx] = pids
-        seen.append(np.stack([pids, np.full(len(pids), i, dtype=np.int64)], axis=1))
-    seen_by = np.unique(np.concatenate(seen or [np.zeros((0, 2), np.int64)]), axis=0)  # (point, image), sorted
-    points, views = np.unique(seen_by[:, 0], return_counts=True)  # how many photos see each point
+        own[i] = np.unique(pids)
+    # how many photos see each point
+    points, views = np.unique(np.concatenate([*own.values(), np.zeros(0, np.int64)]), return_counts=True)
     found: dict[int, list[np.ndarray]] = defaultdict(list)  # image -> [(keypoint, 3D point)], in evidence order
     for (id1, id2), matches in evidence.items():
         if id1 not in point_of or id2 not in point_of:
@@ -226,8 +226,6 @@ def photo_support(
         for mine, other, col_mine, col_other in ((id1, id2, 0, 1), (id2, id1, 1, 0)):
             ids = point_of[other][matches[:, col_other]]
             found[mine].append(np.stack([matches[ids >= 0, col_mine], ids[ids >= 0]], axis=1))
-    code = max(posed, default=0) + 1  # (point, image) as one number, sorted as seen_by is
-    seen_codes = np.append(seen_by[:, 0] * code + seen_by[:, 1], np.iinfo(np.int64).max)
     kept: dict[int, np.ndarray] = {}
     for i in posed:
         if not found[i]:
@@ -235,8 +233,7 @@ def photo_support(
         pairs = np.concatenate(found[i])
         pairs = pairs[np.unique(pairs[:, 0], return_index=True)[1]]  # each keypoint's first point
         # photos besides this one that see the point: all that see it, less itself if it does
-        own = pairs[:, 1] * code + i
-        besides = views[np.searchsorted(points, pairs[:, 1])] - (seen_codes[np.searchsorted(seen_codes, own)] == own)
+        besides = views[np.searchsorted(points, pairs[:, 1])] - np.isin(pairs[:, 1], own[i])
         if (besides >= 2).any():
             kept[i] = pairs[besides >= 2]
     needed = np.unique(np.concatenate([*kept.values(), np.zeros((0, 2), np.int64)])[:, 1])

@@ -127,7 +127,7 @@ COLOR_MAX_SIZE = 1600  # colours are sampled on a copy this large, not the full 
 
 def point_colors(image_dir: Path, rec: pycolmap.Reconstruction) -> None:
     """Colours every 3D point from the upright photos it was seen in."""
-    colors_of: dict[str, np.ndarray] = {}
+    observed: list[tuple[np.ndarray, np.ndarray]] = []
     for image in tqdm(rec.images.values(), desc="colour", unit="img", leave=False):
         if not image.has_pose:
             continue
@@ -137,14 +137,13 @@ def point_colors(image_dir: Path, rec: pycolmap.Reconstruction) -> None:
             logger.warning("no colours from %s", e)
             continue
         s = rgb.shape[1] / w
-        seen = np.asarray(image.get_observation_point2D_idxs(), dtype=np.int64)  # only these are coloured
-        xy = np.array([p.xy for p in image.get_observation_points2D()]).reshape(-1, 2) - 0.5  # COLMAP → pixel centres
+        seen = image.get_observation_points2D()  # (only keypoints that see a point are coloured)
+        xy = np.array([p.xy for p in seen]).reshape(-1, 2) - 0.5  # COLMAP → pixel centres
         ij = np.round(xy * s).astype(int)
         ij[:, 0] = ij[:, 0].clip(0, rgb.shape[1] - 1)
         ij[:, 1] = ij[:, 1].clip(0, rgb.shape[0] - 1)
-        colors_of[image.name] = np.zeros((image.num_points2D(), 3))
-        colors_of[image.name][seen] = rgb[ij[:, 1], ij[:, 0]]
-    colmap.colorize(rec, colors_of)
+        observed.append((np.fromiter((p.point3D_id for p in seen), np.int64, len(seen)), rgb[ij[:, 1], ij[:, 0]]))
+    colmap.colorize(rec, observed)
 
 
 MAPPER_FILE = Workspace.MAPPER  # in sparse/: {"method", "kept", "observations" per mapper run}

@@ -243,20 +243,16 @@ def observations(image: pycolmap.Image) -> tuple[np.ndarray, np.ndarray]:
     return idx, ids
 
 
-def colorize(rec: pycolmap.Reconstruction, colors_of: dict[str, np.ndarray]) -> None:
+def colorize(rec: pycolmap.Reconstruction, observed: list[tuple[np.ndarray, np.ndarray]]) -> None:
     """Sets each 3D point's colour to the mean colour of its observations.
 
-    ``colors_of[name]`` holds the RGB colour of each keypoint of that image.
+    ``observed``: per photo, the 3D point ids its keypoints see and those keypoints' RGB colours.
     """
-    ids, colors = [np.zeros(0, np.int64)], [np.zeros((0, 3))]
-    for image in rec.images.values():
-        if image.has_pose and image.name in colors_of:
-            idx, pids = observations(image)
-            ids.append(pids)
-            colors.append(np.asarray(colors_of[image.name], dtype=np.float64)[idx])
-    points, which = np.unique(np.concatenate(ids), return_inverse=True)
+    ids = np.concatenate([pids for pids, _ in observed] + [np.zeros(0, np.int64)])
+    colors = np.concatenate([np.asarray(c, dtype=np.float64) for _, c in observed] + [np.zeros((0, 3))])
+    points, which = np.unique(ids, return_inverse=True)
     sums = np.zeros((len(points), 3))
-    np.add.at(sums, which, np.concatenate(colors))
+    np.add.at(sums, which, colors)
     mean = np.round(sums / np.bincount(which, minlength=len(points))[:, None]).astype(np.uint8)
     for pid, color in zip(points.tolist(), mean, strict=True):
         rec.points3D[pid].color = color
