@@ -121,6 +121,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "mapping.ba_local_max_iterations": (1, 1_000_000),
     "mapping.ba_global_max_iterations": (1, 1_000_000),
     "mapping.ba_global_growth": (1.001, 100),
+    "mapping.ba_function_tolerance": (0, 1),
     "mapping.repair_rounds": (-1, 100),  # -1: no fold checks
     "mapping.principal_point_max_sigma": (0, 1),  # share of the long side
     "mapping.principal_point_min_photos": (1, 1_000_000),

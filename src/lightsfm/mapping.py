@@ -84,6 +84,15 @@ default_conf: dict[str, Any] = {
     # (benchmarks/results/2026-12-01-mapping-iterations.txt).
     "ba_local_max_iterations": 10,
     "ba_global_max_iterations": 25,
+    # Every bundle adjustment (the mapper's and the final principal-point one) stops once an
+    # iteration lowers the cost by less than this share: Ceres' own default. COLMAP's 0 runs
+    # each to its iteration limit: tensorf_object80's final adjustment took 26 iterations
+    # (3.3-3.8 s) where 11 (1.5-1.7 s) left its principal point 0.02 px away, and its
+    # incremental mapping 17.7-18.4 s instead of 15.8-16.3 s (the same 79 photos and points;
+    # mold_gold_cape 30 s either way). From the same matches on all eight scenes, each scene's
+    # mAA as at 0 but tensorf_object80's, 0.881 against 0.883
+    # (benchmarks/results/2026-12-01-mapping-function-tolerance.txt).
+    "ba_function_tolerance": 1e-6,
     # Incremental mapping adjusts the whole model again once it has grown by this factor in
     # photos or points (COLMAP: 1.1), and then leaves out points that other points already
     # cover (COLMAP's ba_global_ignore_redundant_points3D; off in COLMAP). Together, from
@@ -214,6 +223,7 @@ def refine_principal_points(
         conf["refine_extra_params"],
         conf.get("num_threads") or os.cpu_count() or 1,
         conf.get("ba_global_max_iterations"),
+        conf["ba_function_tolerance"],
     )
     residual = trial.compute_mean_reprojection_error() if trial.num_points3D() else 1.0
     cameras, keep = {}, bool(sigmas) and len(sigmas) == len(trial.cameras)

@@ -147,6 +147,7 @@ def mapper_options(
     opts.ba_global_max_refinements = conf["ba_global_max_refinements"]
     opts.ba_local_max_num_iterations = conf["ba_local_max_iterations"]
     opts.ba_global_max_num_iterations = conf["ba_global_max_iterations"]
+    opts.ba_local_function_tolerance = opts.ba_global_function_tolerance = conf["ba_function_tolerance"]
     opts.ba_global_frames_ratio = opts.ba_global_points_ratio = conf["ba_global_growth"]
     opts.mapper.ba_global_ignore_redundant_points3D = conf["ba_global_skip_redundant_points"]
     opts.triangulation.random_seed = conf["seed"]

@@ -19,12 +19,14 @@ def _adjuster(
     refine_extra_params: bool,
     num_threads: int,
     max_iterations: int | None = None,
+    function_tolerance: float = 0.0,
 ) -> tuple[Any, Any]:
     """A bundle adjuster of every registered image and point of ``rec`` (gauge: three
     points), and its options. ``max_iterations``: Ceres' limit (None: pycolmap's, 100)."""
     opts = pycolmap.BundleAdjustmentOptions()
     if max_iterations:
         opts.ceres.solver_options.max_num_iterations = max_iterations
+    opts.ceres.solver_options.function_tolerance = function_tolerance
     opts.print_summary = False
     opts.refine_principal_point = refine_principal_point
     opts.refine_focal_length = refine_focal_length
@@ -38,15 +40,22 @@ def _adjuster(
 
 
 def adjust(
-    rec: pycolmap.Reconstruction, refine_focal_length: bool, refine_extra_params: bool, num_threads: int
+    rec: pycolmap.Reconstruction,
+    refine_focal_length: bool,
+    refine_extra_params: bool,
+    num_threads: int,
+    function_tolerance: float = 0.0,
 ) -> pycolmap.Reconstruction:
     """A copy of ``rec`` after one bundle adjustment of all its registered images and points
-    (principal points held)."""
+    (principal points held). ``function_tolerance``: Ceres' (stop once an iteration lowers
+    the cost by less than this share; 0: at the iteration limit)."""
     out = pycolmap.Reconstruction(rec)
     level = pycolmap.logging.minloglevel
     try:
         with _stderr_silenced(level >= 1):  # these calls log their INFO lines whatever the level
-            _adjuster(out, False, refine_focal_length, refine_extra_params, num_threads)[0].solve()
+            _adjuster(out, False, refine_focal_length, refine_extra_params, num_threads, None, function_tolerance)[
+                0
+            ].solve()
     finally:
         pycolmap.logging.minloglevel = level  # … and turn them back on for later calls
     return out
@@ -58,6 +67,7 @@ def adjust_with_principal_points(
     refine_extra_params: bool,
     num_threads: int,
     max_iterations: int | None = None,
+    function_tolerance: float = 0.0,
 ) -> tuple[pycolmap.Reconstruction, dict[int, np.ndarray]]:
     """A copy of ``rec`` after one bundle adjustment of all its registered images that also
     refines the principal points, and the standard deviation of each camera's principal
@@ -68,7 +78,7 @@ def adjust_with_principal_points(
     try:
         with _stderr_silenced(level >= 1):
             adjuster, opts = _adjuster(
-                trial, True, refine_focal_length, refine_extra_params, num_threads, max_iterations
+                trial, True, refine_focal_length, refine_extra_params, num_threads, max_iterations, function_tolerance
             )
             adjuster.solve()
             cov = pycolmap.estimate_ba_covariance(
