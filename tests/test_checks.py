@@ -101,6 +101,8 @@ def test_a_misplaced_photo_is_found_and_registered_again(database, tmp_path):
     rec.frames[image.frame_id].rig_from_world = wrong
     found = checks.check_model(rec, evidence)
     assert found.misplaced() == ["templeSR0008.png"] and found.suspect()
+    # the database's keypoints, read as arrays, are the model's: the same check
+    assert checks.check_model(rec, evidence, keypoints=colmap.keypoints(database)).summary() == found.summary()
     fixed, after, repair = mapping._check_and_repair(rec, evidence, database, TEMPLE_IMAGES, tmp_path / "r", conf)
     assert repair == {"reregistered": ["templeSR0008.png"], "kept": "after"} and not after.suspect()
     again = next(im for im in fixed.images.values() if im.name == "templeSR0008.png").cam_from_world()

@@ -169,9 +169,11 @@ def check_model(
     rec: pycolmap.Reconstruction,
     evidence: dict[tuple[int, int], np.ndarray],
     conf: dict[str, Any] | None = None,
+    keypoints: dict[int, np.ndarray] | None = None,
 ) -> ModelCheck:
     """Scores every verified pair of photos that ``rec`` registered (see the module doc);
-    ``evidence``: the verified inlier matches by image ids (``colmap.verified_pairs``)."""
+    ``evidence``: the verified inlier matches by image ids (``colmap.verified_pairs``);
+    ``keypoints``: the images' ``keypoints_xy`` if at hand (``colmap.keypoints``)."""
     conf = {**default_conf, **(conf or {})}
     check = ModelCheck(conf=conf)
     posed = {i for i, im in rec.images.items() if im.has_pose}
@@ -182,7 +184,7 @@ def check_model(
             continue
         for i in (id1, id2):
             if i not in points:
-                xy[i] = keypoints_xy(rec, i)
+                xy[i] = keypoints[i] if keypoints is not None else keypoints_xy(rec, i)
                 points[i] = normalized_keypoints(rec, i, xy[i])
         err = sampson_px(rec, id1, id2, points[id1][matches[:, 0]], points[id2][matches[:, 1]])
         check.pairs.append(

@@ -270,10 +270,12 @@ def _check_and_repair(
     conf: dict[str, Any],
     names: list[str] | None = None,
     priors: bool = False,
+    keypoints: dict[int, np.ndarray] | None = None,
 ) -> tuple[pycolmap.Reconstruction, checks.ModelCheck, dict[str, Any]]:
     """Checks a model against the verified pairs; photos it misplaced are taken out and
-    registered again from the rest of the model (kept when that explains the pairs better)."""
-    found = checks.check_model(rec, evidence, conf["checks"])
+    registered again from the rest of the model (kept when that explains the pairs better).
+    ``keypoints``: the database's (``colmap.keypoints``), if at hand."""
+    found = checks.check_model(rec, evidence, conf["checks"], keypoints)
     repair: dict[str, Any] = {}
     for _ in range(conf["repair_rounds"]):
         misplaced = found.misplaced()
@@ -281,7 +283,7 @@ def _check_and_repair(
             break
         options = colmap.mapper_options(conf, names, priors)
         fixed = colmap.reregister(database, image_dir, rec, misplaced, work_dir, options)
-        after = checks.check_model(fixed, evidence, conf["checks"])
+        after = checks.check_model(fixed, evidence, conf["checks"], keypoints)
         # better: explains more of the strong pairs, or places more of the photos their own
         # points support at no cost to the pairs
         better = after.unexplained_share() < found.unexplained_share() or (
@@ -356,11 +358,12 @@ def _map_part(
     evidence: dict,
     names: list[str] | None,
     priors: bool = False,
+    keypoints: dict[int, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Maps the photos ``names`` of the database (all when None): incremental, global too
     where ``auto`` calls for it, the better kept, then once more from the focal lengths
     found where they moved far (refocus). ``priors``: the database's position priors in
-    bundle adjustment."""
+    bundle adjustment; ``keypoints``: its keypoints (``colmap.keypoints``), if at hand."""
     ws = Workspace(output)
     num_images = len(names) if names is not None else colmap.num_images(database)
 
@@ -379,7 +382,7 @@ def _map_part(
             models = models[: conf["max_num_models"]]
             if models and conf["repair_rounds"] >= 0:
                 models[0], found[method], repair = _check_and_repair(
-                    models[0], evidence, db, image_dir, output / "sparse.repair", conf, names, priors
+                    models[0], evidence, db, image_dir, output / "sparse.repair", conf, names, priors, keypoints
                 )
                 if repair:
                     repairs[method] = repair
@@ -387,7 +390,12 @@ def _map_part(
 
         def join_supported() -> bool:
             return _join_supported(
-                runs["incremental"], runs["global"][0], evidence, conf["abs_pose_min_num_inliers"], conf["checks"]
+                runs["incremental"],
+                runs["global"][0],
+                evidence,
+                conf["abs_pose_min_num_inliers"],
+                conf["checks"],
+                keypoints,
             )
 
         if conf["method"] != "global":
@@ -408,7 +416,7 @@ def _map_part(
             # dino's 0013-0014, 82 % at 122° off): joined again on the contradicted links
             # alone, the model is kept if it then explains every link. Separate models are
             # honest; a fold is not.
-            again = _without_links(db, runs["incremental"], runs["global"][0], evidence, conf, output)
+            again = _without_links(db, runs["incremental"], runs["global"][0], evidence, conf, output, keypoints)
             rejoined, added = False, []
             if again is not None:
                 first_join = [dict(d) for d in (runs, found, repairs)]
@@ -424,7 +432,7 @@ def _map_part(
                     more = colmap.reregister(
                         db, image_dir, model, [], output / "sparse.repair", colmap.mapper_options(conf, names, priors)
                     )
-                    more_found = checks.check_model(more, evidence, conf["checks"])
+                    more_found = checks.check_model(more, evidence, conf["checks"], keypoints)
                     if more.num_reg_images() > model.num_reg_images() and not more_found.suspect():
                         runs["global"][0], found["global"] = more, more_found
                         had = {im.name for im in model.images.values() if im.has_pose}
@@ -509,9 +517,10 @@ def _contradicted_links(
     evidence: dict,
     min_inliers: int,
     check_conf: dict[str, Any],
+    keypoints: dict[int, np.ndarray] | None = None,
 ) -> set[tuple[str, str]]:
     """The links between the ``separate`` models (``_links``) that ``joined`` contradicts, by photo names."""
-    found = checks.check_model(joined, _links(separate, joined, evidence, min_inliers), check_conf)
+    found = checks.check_model(joined, _links(separate, joined, evidence, min_inliers), check_conf, keypoints)
     return {(p.image1, p.image2) for p in found.contradicted(every=True)}
 
 
@@ -521,6 +530,7 @@ def _join_supported(
     evidence: dict,
     min_inliers: int,
     check_conf: dict[str, Any],
+    keypoints: dict[int, np.ndarray] | None = None,
 ) -> bool:
     """Whether the photos of the ``separate`` models that ``joined`` holds are linked, within
     ``joined``, by verified pairs of at least ``min_inliers`` inliers (each separate model's
@@ -537,7 +547,7 @@ def _join_supported(
         ids = [im.image_id for im in rec.images.values() if im.has_pose and im.image_id in held]
         edges += [(ids[0], i) for i in ids[1:]]
         firsts += ids[:1]
-    if _contradicted_links(separate, joined, evidence, min_inliers, check_conf):
+    if _contradicted_links(separate, joined, evidence, min_inliers, check_conf, keypoints):
         return False
     edges += [(a, b) for (a, b), m in evidence.items() if a in held and b in held and len(m) >= min_inliers]
     part = components(held, edges)
@@ -551,11 +561,14 @@ def _without_links(
     evidence: dict,
     conf: dict[str, Any],
     output: Path,
+    keypoints: dict[int, np.ndarray] | None = None,
 ) -> Path | None:
     """Where ``joined`` contradicts links between the ``separate`` models: a copy of the
     database in which those are the only pairs between them (None otherwise). If ``joined``
     went wrong on ambiguous links, the contradicted ones then place the models."""
-    contradicted = _contradicted_links(separate, joined, evidence, conf["abs_pose_min_num_inliers"], conf["checks"])
+    contradicted = _contradicted_links(
+        separate, joined, evidence, conf["abs_pose_min_num_inliers"], conf["checks"], keypoints
+    )
     if not contradicted:
         return None
     side, name = _sides(separate, joined), {i: im.name for i, im in joined.images.items()}
@@ -587,13 +600,14 @@ def main(
     if conf["method"] not in ("auto", "incremental", "global", "best"):
         raise ValueError(f"unknown mapping method {conf['method']!r}; auto, incremental, global or best")
     evidence = colmap.verified_pairs(database)
+    keypoints = colmap.keypoints(database) if conf["repair_rounds"] >= 0 else None  # (for the checks)
     # Each group of photos linked by verified pairs is mapped on its own, with its own choice
     # of mapper and refocus: in a folder of several scenes the mapper chosen for the largest
     # one decided for all (the 309-photo mix split the dino ring in two models, 0.467,
     # where alone it maps whole, 0.989).
     parts = _linked_groups(database, evidence, conf["min_model_size"])
     mapped = [
-        _map_part(database, image_dir, output, conf, evidence, names if len(parts) > 1 else None, priors)
+        _map_part(database, image_dir, output, conf, evidence, names if len(parts) > 1 else None, priors, keypoints)
         for names in parts or [None]
     ]
     models = sorted((m for part in mapped for m in part["models"]), key=lambda r: -r.num_reg_images())
