@@ -600,7 +600,7 @@ def main(
     if conf["method"] not in ("auto", "incremental", "global", "best"):
         raise ValueError(f"unknown mapping method {conf['method']!r}; auto, incremental, global or best")
     evidence = colmap.verified_pairs(database)
-    keypoints = colmap.keypoints(database) if conf["repair_rounds"] >= 0 else None  # (for the checks)
+    keypoints = colmap.keypoints(database)  # (for the fold checks)
     # Each group of photos linked by verified pairs is mapped on its own, with its own choice
     # of mapper and refocus: in a folder of several scenes the mapper chosen for the largest
     # one decided for all (the 309-photo mix split the dino ring in two models, 0.467,

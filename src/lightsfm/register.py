@@ -128,10 +128,13 @@ def main(
             mconf = {**mapping.default_conf, **conf["mapping"]}
             mconf = mapping.intrinsics_conf(mconf, all(i.name in known for i in infos))
             threads = mconf.get("num_threads") or os.cpu_count() or 1
-            focal, extra, tolerance = (
-                mconf[k] for k in ("refine_focal_length", "refine_extra_params", "ba_function_tolerance")
+            grown = colmap.bundle.adjust(
+                grown,
+                mconf["refine_focal_length"],
+                mconf["refine_extra_params"],
+                threads,
+                mconf["ba_function_tolerance"],
             )
-            grown = colmap.bundle.adjust(grown, focal, extra, threads, tolerance)
             refined = {"principal_points": None}
             if mconf["final_principal_point"]:
                 grown, refined["principal_points"] = mapping.refine_principal_points(grown, mconf)

@@ -22,7 +22,8 @@ def _adjuster(
     function_tolerance: float = 0.0,
 ) -> tuple[Any, Any]:
     """A bundle adjuster of every registered image and point of ``rec`` (gauge: three
-    points), and its options. ``max_iterations``: Ceres' limit (None: pycolmap's, 100)."""
+    points), and its options. ``max_iterations``: Ceres' limit (None: pycolmap's, 100);
+    ``function_tolerance``: Ceres' (see ``adjust``)."""
     opts = pycolmap.BundleAdjustmentOptions()
     if max_iterations:
         opts.ceres.solver_options.max_num_iterations = max_iterations
@@ -53,9 +54,10 @@ def adjust(
     level = pycolmap.logging.minloglevel
     try:
         with _stderr_silenced(level >= 1):  # these calls log their INFO lines whatever the level
-            _adjuster(out, False, refine_focal_length, refine_extra_params, num_threads, None, function_tolerance)[
-                0
-            ].solve()
+            adjuster, _ = _adjuster(
+                out, False, refine_focal_length, refine_extra_params, num_threads, None, function_tolerance
+            )
+            adjuster.solve()
     finally:
         pycolmap.logging.minloglevel = level  # … and turn them back on for later calls
     return out
