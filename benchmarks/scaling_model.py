@@ -4,8 +4,12 @@
 
 Reads scale.py result lists (later files win for a size measured twice) and fits, per
 stage, the model its work calls for: per photo (read, turn detection, extraction), per pair
-matched (pairs, matching, verification), and a power law a·n^p for mapping (incremental
-mapping and its bundle adjustments grow faster than the photos). Pairs per photo are
+matched (pairs, matching, verification), and a power law a·r^p for mapping in the photos it
+registers, r (the sum of the models' sizes): a small random subset of a folder of several
+places leaves most of its photos linked to nothing, so mapping's time against the folder's
+photos (also printed) grows faster than the work it does. Inside one place mapping grows
+near-linearly (benchmarks/mapping_growth.py). The predictions take r = n times the share
+registered in the largest run. Pairs per photo are
 bounded by retrieval's top-k; the largest run's ratio is taken for the predictions. Peak
 RSS is fitted as base + bytes per photo. Prints the table, the fits and the predictions;
 --svg draws wall time per stage against photos, log-log, with the fits.
@@ -54,7 +58,9 @@ def fit(rows: list[dict]) -> dict:
         model["per_photo_s"][s] = through_origin(n, t[s])
     for s in PER_PAIR:
         model["per_pair_s"][s] = through_origin(pairs, t[s])
-    model["map"] = dict(zip(("a", "p"), power_law(n, np.maximum(t["map"], 1e-3)), strict=True))
+    registered = np.array([sum(r["models"]) for r in rows], float)
+    model["map"] = dict(zip(("a", "p"), power_law(registered, np.maximum(t["map"], 1e-3)), strict=True))
+    model["registered_share"] = float(registered[-1] / n[-1])
     model["pairs_per_photo"] = float(pairs[-1] / n[-1])
     model["exponents"] = {s: power_law(n, np.maximum(t[s], 1e-3))[1] for s in STAGES}
     rss = np.array([r["peak_rss_mb_run"] for r in rows], float)
@@ -67,7 +73,7 @@ def predict(model: dict, n: int) -> dict:
     pairs = model["pairs_per_photo"] * n
     out = {s: model["per_photo_s"][s] * n for s in PER_PHOTO}
     out |= {s: model["per_pair_s"][s] * pairs for s in PER_PAIR}
-    out["map"] = model["map"]["a"] * n ** model["map"]["p"]
+    out["map"] = model["map"]["a"] * (model["registered_share"] * n) ** model["map"]["p"]
     return {
         "n": n,
         "pairs": pairs,
@@ -113,6 +119,8 @@ def svg(rows: list[dict], model: dict, path: Path) -> None:
         pts = " ".join(f"{x(v):.1f},{y(t):.1f}" for v, t in zip(ns, fitted, strict=True))
         parts.append(f'<polyline points="{pts}" fill="none" stroke="{c}" stroke-width="1.5"/>')
         label = f"{s} (n^{model['exponents'][s]:.2f})"
+        if s == "map":
+            label = f"map (r^{model['map']['p']:.2f}; n^{model['exponents'][s]:.2f})"
         parts.append(f'<text x="{w - right + 8}" y="{top + 14 + 16 * k}" fill="{c}">{label}</text>')
     parts.append("</svg>")
     path.write_text("\n".join(parts) + "\n")
@@ -126,16 +134,22 @@ def main() -> None:
     args = ap.parse_args()
     rows = load(args.results)
     model = fit(rows)
-    print(f"{'n':>5s} {'pairs':>6s} {'wall s':>7s} {'peak MB':>8s}  " + " ".join(f"{s:>11s}" for s in STAGES))
+    head = f"{'n':>5s} {'reg':>5s} {'pairs':>6s} {'wall s':>7s} {'peak MB':>8s}  "
+    print(head + " ".join(f"{s:>11s}" for s in STAGES))
     for r in rows:
         stages = " ".join(f"{r['timings_s'].get(s, 0.0):11.1f}" for s in STAGES)
-        print(f"{r['n']:5d} {r['pairs']:6d} {r['wall_s']:7.1f} {r['peak_rss_mb_run']:8.0f}  {stages}")
+        row = f"{r['n']:5d} {sum(r['models']):5d} {r['pairs']:6d} {r['wall_s']:7.1f} {r['peak_rss_mb_run']:8.0f}  "
+        print(row + stages)
     print("\nfitted:")
     for s, v in model["per_photo_s"].items():
         print(f"  {s:12s} {v:.3f} s per photo (measured exponent {model['exponents'][s]:.2f})")
     for s, v in model["per_pair_s"].items():
         print(f"  {s:12s} {v * 1000:.1f} ms per pair (measured exponent in photos {model['exponents'][s]:.2f})")
-    print(f"  {'map':12s} {model['map']['a']:.4f} s · n^{model['map']['p']:.2f}")
+    print(
+        f"  {'map':12s} {model['map']['a']:.4f} s · r^{model['map']['p']:.2f}, r: photos registered "
+        f"({model['registered_share']:.3f} of the photos in the largest run; "
+        f"against all photos n^{model['exponents']['map']:.2f})"
+    )
     print(f"  pairs        {model['pairs_per_photo']:.1f} per photo (largest run)")
     print(f"  peak RSS     {model['rss_mb']['base']:.0f} MB + {model['rss_mb']['per_photo']:.2f} MB per photo")
     print("\npredicted (one machine like this one):")

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from .errors import LightsfmError
 
@@ -61,6 +62,23 @@ def weight_path(model: str, directory: Path | None = None) -> Path:
     if not path.is_file():
         raise LightsfmError(f"weights for {model} not found: expected {path}; {hint}")
     return path
+
+
+_RANDOM_INIT = {getattr(torch.nn.init, n) for n in dir(torch.nn.init) if n.endswith("_") and not n.startswith("_")}
+
+
+class skip_random_init(TorchFunctionMode):  # noqa: N801  (used as a context manager)
+    """Builds a network without drawing its random starting weights (``torch.nn.init``):
+    LightGlue then builds in 0.01-0.02 s instead of 0.10-0.17 s. Only around a network whose
+    weights are all then loaded by ``load_weights``, which fails on any parameter missing.
+    A torch function mode: it acts in this thread only, so a network another thread builds
+    at the same time is untouched."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        kwargs = kwargs or {}
+        if func in _RANDOM_INIT:
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **kwargs)
 
 
 def load_state_dict_checked(model: torch.nn.Module, state_dict: dict, source: object) -> None:

@@ -16,7 +16,7 @@ from kornia.feature.aliked.aliked import DKD, ConvBlock, DeformableConv2d, Input
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..weights import load_weights
+from ..weights import load_weights, skip_random_init
 from .base import Extractor
 
 
@@ -242,12 +242,13 @@ class AlikedExtractor(Extractor):
 
     def _init(self) -> None:
         c = self.conf
-        self.model = ALIKED(
-            model_name=c["model"],
-            max_num_keypoints=c["max_keypoints"],
-            detection_threshold=c["detection_threshold"],
-            nms_radius=c["nms_radius"],
-        )
+        with skip_random_init():
+            self.model = ALIKED(
+                model_name=c["model"],
+                max_num_keypoints=c["max_keypoints"],
+                detection_threshold=c["detection_threshold"],
+                nms_radius=c["nms_radius"],
+            )
         load_weights(self.model, c["model"], c["weights"])
         # channels_last: ~30 % faster convolutions on CPU, identical output.
         self.model = _speed_up(self.model.eval()).to(self.device, memory_format=torch.channels_last)

