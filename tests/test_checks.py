@@ -241,3 +241,34 @@ def test_photo_support_and_point_colours_match_their_definitions(database):
     for point in list(rec.points3D.values())[:300]:
         observed = [colors_of[rec.images[e.image_id].name][e.point2D_idx] for e in point.track.elements]
         assert point.color.tolist() == np.round(np.mean(observed, axis=0)).astype(np.uint8).tolist()
+
+
+def test_point_colours_are_the_photos_pixels_and_a_vanished_photo_is_skipped(database, tmp_path, caplog):
+    """mapping.point_colors, two photos decoded at once, gives each point the rounded mean
+    of the pixels under its observations; a photo that cannot be read any more adds none."""
+    from PIL import Image
+
+    conf = config.defaults()["mapping"]
+    rec = colmap.incremental_mapping(database, TEMPLE_IMAGES, tmp_path / "colours", colmap.mapper_options(conf))[0]
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    registered = sorted(im.name for im in rec.images.values() if im.has_pose)
+    gone = registered[3]
+    for name in registered:
+        if name != gone:
+            (photos / name).symlink_to(TEMPLE_IMAGES / name)
+    pixels = {n: np.asarray(Image.open(TEMPLE_IMAGES / n).convert("RGB")).astype(float) for n in registered}
+    mapping.point_colors(photos, rec)
+    assert f"no colours from {photos / gone}" in caplog.text
+    checked = 0
+    for point in rec.points3D.values():
+        observed = []
+        for e in point.track.elements:
+            image = rec.images[e.image_id]
+            if image.name != gone:
+                x, y = np.round(np.asarray(image.points2D[e.point2D_idx].xy) - 0.5).astype(int)
+                observed.append(pixels[image.name][y, x])
+        if observed:
+            assert point.color.tolist() == np.round(np.mean(observed, axis=0)).astype(np.uint8).tolist()
+            checked += 1
+    assert checked > 1000
