@@ -69,22 +69,24 @@ def slope(k: np.ndarray, t: np.ndarray) -> float:
 
 
 def summarise(ticks: list[float], total: float) -> dict:
-    """The curve at quarters of the model, and its exponents."""
-    t = np.array(ticks + [total])  # the last point: the model finished (final adjustments)
+    """The curve at quarters of the model (the last quarter ends with the model finished, its
+    final adjustments included), and the exponents of the registrations' clock."""
+    t = np.array(ticks)
     k = np.arange(1, len(t) + 1, dtype=float)
-    k[-1] = k[-2]  # (finishing registers nothing)
-    n = len(ticks)
+    n = len(t)
     quarters = {q: float(t[max(0, round(n * q / 4) - 1)]) for q in (1, 2, 3)} | {4: float(total)}
-    half = k >= n / 2
-    whole = k >= 10
+
+    def exponent(keep: np.ndarray) -> float:
+        return slope(k[keep], t[keep]) if keep.sum() >= 3 else float("nan")
+
     return {
         "registered": n,
         "at_quarters_s": quarters,
         "per_photo_by_quarter_s": {
             q: (quarters[q] - (quarters[q - 1] if q > 1 else 0.0)) / max(1, round(n / 4)) for q in (1, 2, 3, 4)
         },
-        "exponent_second_half": slope(k[half][:-1], t[half][:-1]) if half.sum() > 3 else float("nan"),
-        "exponent_from_10": slope(k[whole][:-1], t[whole][:-1]) if whole.sum() > 3 else float("nan"),
+        "exponent_second_half": exponent(k >= n / 2),
+        "exponent_from_10": exponent(k >= 10),
         "n_log_n_exponent_second_half": 1 + 1 / math.log(max(n, 3) * 0.75),
     }
 

@@ -64,7 +64,13 @@ def weight_path(model: str, directory: Path | None = None) -> Path:
     return path
 
 
-_RANDOM_INIT = {getattr(torch.nn.init, n) for n in dir(torch.nn.init) if n.endswith("_") and not n.startswith("_")}
+# torch.nn.init's random draws (its constant fills, zeros_, ones_, eye_, …, still run: a buffer
+# filled so in __init__ and absent from the weight file stays right)
+_RANDOM_INIT = {
+    getattr(torch.nn.init, n)
+    for n in ("uniform_", "normal_", "trunc_normal_", "xavier_uniform_", "xavier_normal_")
+    + ("kaiming_uniform_", "kaiming_normal_", "orthogonal_", "sparse_")
+}
 
 
 class skip_random_init(TorchFunctionMode):  # noqa: N801  (used as a context manager)
