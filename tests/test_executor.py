@@ -183,5 +183,7 @@ def test_large_blocks_reuse_freed_heap_unless_told_to_keep_glibcs_defaults():
         )
         return int(run.stdout)
 
-    assert faults() < 2000  # 16384 pages a block: none of them new
+    # 16384 pages a block. CI once saw one block of the five land on fresh pages (where the heap
+    # grows is glibc's choice); with glibc's defaults all five do, every time.
+    assert faults() < 2 * 16384
     assert faults(LIGHTSFM_MALLOC="system") > 5 * 16384 * 0.9  # each block on fresh pages
