@@ -99,22 +99,6 @@ def keep_freed_heap() -> None:
 keep_freed_heap()
 
 
-def release_freed_memory() -> None:
-    """Hands memory freed by finished work back to the system (glibc's ``malloc_trim``; a no-op
-    elsewhere). Turn detection frees its cheap features of every photo before extraction
-    starts, but glibc keeps most of the freed heap: trimmed, extraction of mold_gold_cape's
-    119 photos peaks at 1356 MB instead of 1525 MB."""
-    libc = _glibc()
-    if libc is not None:
-        libc.malloc_trim(0)
-
-
-# Freed memory is handed back once the process has grown this much since the last time.
-TRIM_GROWTH_MB = 256
-_trim_lock = threading.Lock()
-_rss_after_trim = 0.0
-
-
 def rss_mb() -> float:
     """This process's resident memory (MB; 0 where /proc is not there)."""
     try:
@@ -124,23 +108,46 @@ def rss_mb() -> float:
         return 0.0
 
 
-def release_freed_memory_if_grown() -> None:
-    """``release_freed_memory`` once the process has grown by TRIM_GROWTH_MB since the last
-    call that trimmed. Turn detection calls it after each photo: photos described side by
-    side leave freed heap that glibc keeps, and turn detection of the 309-photo mix peaked
-    at 1375 MB without this, 769 MB with it (70.3 s and 73.3 s, one run each; a throwaway
-    script around orientation.detect sampling /proc/self/statm). Extraction does not: its
-    own working set is most of its peak, and trimming after its photos cost more than it
-    saved (the mix's 309 photos: 159.3 s and 1323 MB against 149.2 s and 1389 MB).
-    """
+_trim_lock = threading.Lock()
+_rss_after_trim = 0.0
+
+
+def release_freed_memory() -> None:
+    """Hands memory freed by finished work back to the system (glibc's ``malloc_trim``; a no-op
+    elsewhere). Turn detection frees its cheap features of every photo before extraction
+    starts, but glibc keeps most of the freed heap: trimmed, extraction of mold_gold_cape's
+    119 photos peaks at 1356 MB instead of 1525 MB."""
     global _rss_after_trim
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+        _rss_after_trim = rss_mb()
+
+
+# Freed memory is handed back once the process has grown this much since the last time:
+# turn detection's photos are small (512 px), extraction's working set of two photos side
+# by side is 0.5-0.6 GB, so its bar sits above that.
+TRIM_GROWTH_MB = 256
+EXTRACTION_TRIM_GROWTH_MB = 768
+
+
+def release_freed_memory_if_grown(growth_mb: float = TRIM_GROWTH_MB) -> None:
+    """``release_freed_memory`` once the process has grown by ``growth_mb`` since the last trim.
+
+    Photos described side by side leave freed heap that glibc keeps, and blocks of one photo
+    size rarely fit the holes another size left, so the heap keeps growing. Turn detection
+    calls it after each photo: the 309-photo mix peaked at 1375 MB without this, 769 MB with
+    it (70.3 s and 73.3 s, one run each). Extraction, at EXTRACTION_TRIM_GROWTH_MB, after
+    turn detection of the same mix: 1452 MB (21 trims) against 2121 MB, in 83.2 s against
+    80.5 s (one run each, alternating; /tmp/exp/mix_rss.py, RSS sampled every 20 ms). Each
+    trim hands back pages the next photos fault in again: at 256 MB extraction took 100 s.
+    """
     rss = rss_mb()
-    if not rss or rss < _rss_after_trim + TRIM_GROWTH_MB:
+    if not rss or rss < _rss_after_trim + growth_mb:
         return
     with _trim_lock:
-        if rss_mb() >= _rss_after_trim + TRIM_GROWTH_MB:  # (not just trimmed by another thread)
+        if rss_mb() >= _rss_after_trim + growth_mb:  # (not just trimmed by another thread)
             release_freed_memory()
-            _rss_after_trim = rss_mb()
 
 
 ONEDNN_MIN_PRODUCT = 1 << 26  # multiply-adds: 1024 × 512 descriptors of 128 dimensions

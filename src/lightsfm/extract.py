@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import extractors, masks, orientation
-from .device import release_freed_memory, set_threads
+from .device import EXTRACTION_TRIM_GROWTH_MB, release_freed_memory, release_freed_memory_if_grown, set_threads
 from .errors import ImageError
 from .executor import Executor, LocalExecutor
 from .images import load_image
@@ -131,6 +131,8 @@ class ExtractTask:
             )
         except ImageError as e:
             return name, e.reason
+        finally:
+            release_freed_memory_if_grown(EXTRACTION_TRIM_GROWTH_MB)
 
 
 def main(

@@ -76,14 +76,30 @@ def _speed_up(model: ALIKED) -> ALIKED:
 
 
 def _levels(model: ALIKED, image: torch.Tensor) -> tuple[list[torch.Tensor], InputPadder]:
-    """The four feature levels of ALIKED's backbone (after their 1×1 projections), at their own resolutions."""
+    """The four feature levels of ALIKED's backbone at their own resolutions: levels 1-3 after
+    their 1×1 projections, level 0 before its own (``_level0``).
+
+    Level 0's projection has twice block1's channels at full resolution (128 MB for a 1 MP
+    photo, the largest block of a photo); it is computed band by band for the score map and
+    at the sampled pixels for the descriptors, with bit-identical results.
+    """
     padder = InputPadder(image.shape[-2], image.shape[-1], 32)
     x1 = model.block1(padder.pad(image))
     x2 = model.block2(model.pool2(x1))
     x3 = model.block3(model.pool4(x2))
     x4 = model.block4(model.pool4(x3))
-    convs = (model.conv1, model.conv2, model.conv3, model.conv4)
-    return [model.gate(c(x)) for c, x in zip(convs, (x1, x2, x3, x4), strict=True)], padder
+    convs = (model.conv2, model.conv3, model.conv4)
+    return [x1, *(model.gate(c(x)) for c, x in zip(convs, (x2, x3, x4), strict=True))], padder
+
+
+def _level0(model: ALIKED, x: torch.Tensor) -> torch.Tensor:
+    """Level 0's projection of block1's output ``x``: a map (1, C, h, w) or pixel rows (P, C)."""
+    if x.dim() == 2:
+        return model.gate(x @ model.conv1.weight[:, :, 0, 0].T)  # (a 1×1 convolution without bias)
+    return model.gate(model.conv1(x))
+
+
+SCORE_BAND = 64  # rows of level 0 projected at once for the score map (8 MB at 1024 px wide)
 
 
 def _score_map(model: ALIKED, levels: list[torch.Tensor], padder: InputPadder) -> torch.Tensor:
@@ -94,11 +110,15 @@ def _score_map(model: ALIKED, levels: list[torch.Tensor], padder: InputPadder) -
     those are upsampled (a quarter of the upsampling, no concatenation).
     """
     w = model.score_head[0].weight
-    parts = torch.split(w, [x.shape[1] for x in levels], dim=1)
-    size = levels[0].shape[-2:]
-    s = F.conv2d(levels[0], parts[0])
+    parts = torch.split(w, [model.conv1.out_channels] + [x.shape[1] for x in levels[1:]], dim=1)
+    x1 = levels[0]
+    size = x1.shape[-2:]
+    s = torch.cat(
+        [F.conv2d(_level0(model, x1[:, :, r : r + SCORE_BAND]), parts[0]) for r in range(0, size[0], SCORE_BAND)],
+        dim=2,
+    )
     for x, wi in zip(levels[1:], parts[1:], strict=True):
-        s = s + F.interpolate(F.conv2d(x, wi), size=size, mode="bilinear", align_corners=True)
+        s.add_(F.interpolate(F.conv2d(x, wi), size=size, mode="bilinear", align_corners=True))
     return padder.unpad(torch.sigmoid(model.score_head[1:](s)))
 
 
@@ -123,7 +143,9 @@ def _detect(dkd: DKD, scores_map: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return kpts, scores
 
 
-def _level_samples(levels: list[torch.Tensor], padder: InputPadder, xy: torch.Tensor) -> list[torch.Tensor]:
+def _level_samples(
+    model: ALIKED, levels: list[torch.Tensor], padder: InputPadder, xy: torch.Tensor
+) -> list[torch.Tensor]:
     """Each level of ALIKED's dense features (before normalisation) at integer pixels ``xy``
     (P, 2) of the unpadded image: (P, C_i) each, equal to indexing the upsampled maps kornia
     builds, computed for these pixels only."""
@@ -133,7 +155,7 @@ def _level_samples(levels: list[torch.Tensor], padder: InputPadder, xy: torch.Te
     # (P, C) rows of the (H·W, C) map, a view in channels_last: one index_select of whole rows
     # took 5 ms for 131,072 pixels on one core where indexing [py, px] took 38 ms
     rows = levels[0][0].permute(1, 2, 0).reshape(H * W, -1)
-    out = [rows.index_select(0, py * W + px)]
+    out = [_level0(model, rows.index_select(0, py * W + px))]
     # the upsampling (bilinear, align_corners) evaluated at the wanted pixels only
     grid = torch.stack([2 * px / (W - 1) - 1, 2 * py / (H - 1) - 1], dim=-1).to(levels[0].dtype)
     for x in levels[1:]:
@@ -141,13 +163,13 @@ def _level_samples(levels: list[torch.Tensor], padder: InputPadder, xy: torch.Te
     return out
 
 
-def _features_at(levels: list[torch.Tensor], padder: InputPadder, xy: torch.Tensor) -> torch.Tensor:
+def _features_at(model: ALIKED, levels: list[torch.Tensor], padder: InputPadder, xy: torch.Tensor) -> torch.Tensor:
     """ALIKED's normalised dense features at integer pixels ``xy`` (P, 2): (P, dim)."""
-    return F.normalize(torch.cat(_level_samples(levels, padder, xy), dim=1), p=2, dim=1)
+    return F.normalize(torch.cat(_level_samples(model, levels, padder, xy), dim=1), p=2, dim=1)
 
 
 def _blend(
-    levels: list[torch.Tensor], padder: InputPadder, corners: torch.Tensor, weights: torch.Tensor
+    model: ALIKED, levels: list[torch.Tensor], padder: InputPadder, corners: torch.Tensor, weights: torch.Tensor
 ) -> torch.Tensor:
     """Σ_k weights[k] · (normalised features at corners[k]) for K corner sets (K, P, 2) → (P, dim).
 
@@ -155,7 +177,7 @@ def _blend(
     normalised corner features is never built (this step's time drops about 2×).
     """
     k, p = weights.shape
-    parts = _level_samples(levels, padder, corners.reshape(-1, 2))
+    parts = _level_samples(model, levels, padder, corners.reshape(-1, 2))
     # (x * x).sum, not vector_norm: most parts are channel-major views, where it is ~5× faster
     norm = sum((x * x).sum(1) for x in parts).sqrt_().clamp_min_(1e-12)  # (F.normalize's eps)
     scale = (weights.reshape(-1) / norm).view(k, p, 1)
@@ -186,7 +208,7 @@ def _describe(model: ALIKED, levels: list[torch.Tensor], padder: InputPadder, kp
     r = torch.arange(ps, device=kpts.device)
     gx = (corner[:, None, None, 0] + r[None, None, :]).expand(n, ps, ps)
     gy = (corner[:, None, None, 1] + r[None, :, None]).expand(n, ps, ps)
-    patch = _features_at(levels, padder, torch.stack([gx, gy], -1).reshape(-1, 2))
+    patch = _features_at(model, levels, padder, torch.stack([gx, gy], -1).reshape(-1, 2))
     patch = patch.reshape(n, ps, ps, -1).permute(0, 3, 1, 2)
     offset = head.offset_conv(patch).clamp(-max(h, w) / 4.0, max(h, w) / 4.0)[:, :, 0, 0]
     if head.mask:
@@ -204,7 +226,7 @@ def _describe(model: ALIKED, levels: list[torch.Tensor], padder: InputPadder, kp
         inside = (c[:, 0] >= 0) & (c[:, 0] <= w - 1) & (c[:, 1] >= 0) & (c[:, 1] <= h - 1)
         weights.append((frac[:, 0] if dx else 1 - frac[:, 0]) * (frac[:, 1] if dy else 1 - frac[:, 1]) * inside)
         corners.append(torch.stack([c[:, 0].clamp(0, w - 1), c[:, 1].clamp(0, h - 1)], -1))
-    feats = _blend(levels, padder, torch.stack(corners), torch.stack(weights))
+    feats = _blend(model, levels, padder, torch.stack(corners), torch.stack(weights))
     feats = feats.view(n, head.n_pos, -1)  # rows (N, n_pos, C): sf_conv, a 1×1 conv, is a matrix product on them
     if mask_w is not None:
         feats = feats * mask_w[:, :, None]
