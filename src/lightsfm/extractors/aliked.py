@@ -94,9 +94,11 @@ def _levels(model: ALIKED, image: torch.Tensor) -> tuple[list[torch.Tensor], Inp
 
 def _level0(model: ALIKED, x: torch.Tensor) -> torch.Tensor:
     """Level 0's projection of block1's output ``x``: a map (1, C, h, w) or pixel rows (P, C)."""
-    if x.dim() == 2:
-        return model.gate(x @ model.conv1.weight[:, :, 0, 0].T)  # (a 1×1 convolution without bias)
-    return model.gate(model.conv1(x))
+    conv = model.conv1
+    if x.dim() == 2:  # (a 1×1 convolution is a matrix product on pixel rows)
+        y = x @ conv.weight[:, :, 0, 0].T
+        return model.gate(y if conv.bias is None else y + conv.bias)
+    return model.gate(conv(x))
 
 
 SCORE_BAND = 64  # rows of level 0 projected at once for the score map (8 MB at 1024 px wide)
