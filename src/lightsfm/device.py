@@ -91,7 +91,7 @@ def keep_freed_heap() -> None:
     libc = _glibc()
     if libc is None or os.environ.get("LIGHTSFM_MALLOC") == "system":
         return
-    libc.mallopt(_M_ARENA_MAX, 1)  # (before the first thread that needs a heap of its own)
+    libc.mallopt(_M_ARENA_MAX, 1)  # threads from now on get no new heap (torch's import may have made one)
     libc.mallopt(_M_MMAP_MAX, 0)  # no block gets pages of its own
     libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)  # nor is the heap's free top handed back on its own
 
@@ -139,7 +139,7 @@ def release_freed_memory_if_grown(growth_mb: float = TRIM_GROWTH_MB) -> None:
     calls it after each photo: the 309-photo mix peaked at 1375 MB without this, 769 MB with
     it (70.3 s and 73.3 s, one run each). Extraction, at EXTRACTION_TRIM_GROWTH_MB, after
     turn detection of the same mix: 1452 MB (21 trims) against 2121 MB, in 83.2 s against
-    80.5 s (one run each, alternating; /tmp/exp/mix_rss.py, RSS sampled every 20 ms). Each
+    80.5 s (one run each, alternating; a throwaway script sampling RSS every 20 ms). Each
     trim hands back pages the next photos fault in again: at 256 MB extraction took 100 s.
     """
     rss = rss_mb()
