@@ -3,7 +3,7 @@
     python benchmarks/benchmark.py [--data ../shared/data] [--out outputs/benchmark]
                                    [--scene dataset/scene ...] [--preset default] [--set section.key=value ...]
                                    [--peers sift-shared,sift-global[,sift-per-image]] [--no-baseline]
-                                   [--before GIT-REV] [--shuffle SEED]
+                                   [--before GIT-REV] [--shuffle SEED] [--repeat N]
 
 For each scene every pipeline starts from nothing (fresh output folders) in this one
 process: lightsfm at the chosen settings, then the SIFT peers, set up as a competent
@@ -22,11 +22,18 @@ when present. With --before, lightsfm as it was at an earlier commit (its own co
 defaults, from a git worktree, one subprocess per scene timed the same way) runs after
 lightsfm. Prints one table and the stage times, and writes OUT/benchmark.json with the
 machine, versions and settings.
+
+With --repeat N each scene runs N times, lightsfm and the peers taking turns and swapping
+who goes first each round (lightsfm, peers; peers, lightsfm; ...), so that a slow spell of
+this shared machine falls on both sides alike. The table then shows each pipeline's
+median wall time, and the time ratio of every round is listed under it; mAA and stage
+times are those of the first round (all rounds are in the JSON).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -36,6 +43,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: one table, no bars
 
@@ -182,6 +190,47 @@ def score(models: list, paths: list[str], names: list[str], gt: dict, ths, dupli
     return ev.evaluate_scene(gt, pred, ths)
 
 
+@dataclasses.dataclass
+class Scene:
+    key: str  # dataset/scene
+    image_dir: Path
+    names: list[str]  # relative to image_dir, in the order the pipelines get them
+    paths: list[str]  # as the labels name them
+    gt: dict
+    ths: Any
+
+
+def run_lightsfm(scene: Scene, conf: dict, out: Path) -> dict:
+    """lightsfm from an empty output folder: wall time, stage times, scores."""
+    shutil.rmtree(out, ignore_errors=True)
+    t = time.perf_counter()
+    result = pipeline.reconstruct(scene.image_dir, out, conf, image_names=scene.names)
+    return {
+        "wall_s": time.perf_counter() - t,
+        "timings_s": result.timings,
+        **score(result.models, scene.paths, scene.names, scene.gt, scene.ths, result.stats.get("duplicates")),
+        "models": [m.num_reg_images() for m in result.models],
+    }
+
+
+def run_baseline(scene: Scene, conf: dict, args: argparse.Namespace, tree: Path | None, peers: list[str]) -> dict:
+    """What lightsfm is compared with: the earlier commit (--before) and the SIFT peers, by row key."""
+    found = {}
+    if tree is not None:
+        found["before"] = run_before(tree, args.data, scene.key, args.out / "before" / scene.key)
+    if peers:
+        peer_runs = run_peers(scene.image_dir, scene.names, args.out / "peers" / scene.key, conf, peers)
+        for k, (models, timings, mode) in peer_runs.items():
+            found[k] = {
+                "wall_s": sum(timings.values()),  # the global peer pays the shared extraction and matching too
+                "timings_s": timings,
+                "camera_mode": mode.name.lower(),
+                **score(models, scene.paths, scene.names, scene.gt, scene.ths),
+                "models": [m.num_reg_images() for m in models],
+            }
+    return found
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -201,6 +250,13 @@ def main() -> None:
         type=int,
         metavar="SEED",
         help="give lightsfm and its peers each scene's photos in this seeded order, not the labels' (not --before)",
+    )
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run each scene N times, lightsfm and the peers taking turns; report median times",
     )
     args = ap.parse_args()
     git = git_state()  # at the start: others may edit a shared working tree while this runs
@@ -228,29 +284,22 @@ def main() -> None:
         names = [Path(p).relative_to(image_dir).as_posix() for p in paths]
         gt, ths = gt_all[(ds, sc)], ths_all.get((ds, sc)) or ev.default_thresholds(ds, sc)
         row = {"scene": key, "images": len(names)}
-
-        out = args.out / "lightsfm" / ds / sc
-        shutil.rmtree(out, ignore_errors=True)
-        t = time.perf_counter()
-        result = pipeline.reconstruct(args.data / image_dir, out, conf, image_names=names)
-        row["lightsfm"] = {
-            "wall_s": time.perf_counter() - t,
-            "timings_s": result.timings,
-            **score(result.models, paths, names, gt, ths, result.stats.get("duplicates")),
-            "models": [m.num_reg_images() for m in result.models],
-        }
-        if tree is not None:
-            row["before"] = run_before(tree, args.data, key, args.out / "before" / ds / sc)
-        if peers:
-            peer_runs = run_peers(args.data / image_dir, names, args.out / "peers" / ds / sc, conf, peers)
-            for k, (models, timings, mode) in peer_runs.items():
-                row[k] = {
-                    "wall_s": sum(timings.values()),  # the global peer pays the shared extraction and matching too
-                    "timings_s": timings,
-                    "camera_mode": mode.name.lower(),
-                    **score(models, paths, names, gt, ths),
-                    "models": [m.num_reg_images() for m in models],
-                }
+        scene = Scene(key, args.data / image_dir, names, paths, gt, ths)
+        rounds: list[dict] = []
+        for r in range(max(1, args.repeat)):
+            # who goes first swaps each round: a slow spell of the machine falls on both sides
+            runs: dict = {}
+            for side in ("lightsfm", "baseline") if r % 2 == 0 else ("baseline", "lightsfm"):
+                if side == "lightsfm":
+                    runs["lightsfm"] = run_lightsfm(scene, conf, args.out / "lightsfm" / key)
+                else:
+                    runs.update(run_baseline(scene, conf, args, tree, peers))
+            rounds.append(runs)
+        for k in rounds[0]:
+            row[k] = dict(rounds[0][k])
+            if len(rounds) > 1:
+                row[k]["wall_s"] = float(np.median([runs[k]["wall_s"] for runs in rounds]))
+                row[k]["rounds"] = [{"wall_s": runs[k]["wall_s"], "mAA": runs[k]["mAA"]} for runs in rounds]
         rows.append(row)
         print_row(row, header=len(rows) == 1)
 
@@ -326,6 +375,15 @@ def print_row(row: dict, header: bool) -> None:
     if "sift" in row:
         line += f" {a['wall_s'] / row['sift']['wall_s']:9.2f}"
     print(line, flush=True)
+    if "rounds" in a:  # --repeat: every round's times, and its ratio to SIFT-incremental
+        times = "; ".join(
+            f"{RUNS[r]} " + " ".join(f"{x['wall_s']:.1f}" for x in row[r]["rounds"]) for r in runs if "rounds" in row[r]
+        )
+        ratios = ""
+        if "sift" in row and "rounds" in row["sift"]:
+            each = [x["wall_s"] / y["wall_s"] for x, y in zip(a["rounds"], row["sift"]["rounds"], strict=True)]
+            ratios = "; time/SIFT by round " + " ".join(f"{x:.2f}" for x in each)
+        print(f"{'':30s}   rounds (s): {times}{ratios}", flush=True)
 
 
 def print_summary(rows: list[dict]) -> None:
