@@ -299,7 +299,10 @@ def main() -> None:
             row[k] = dict(rounds[0][k])
             if len(rounds) > 1:
                 row[k]["wall_s"] = float(np.median([runs[k]["wall_s"] for runs in rounds]))
-                row[k]["rounds"] = [{"wall_s": runs[k]["wall_s"], "mAA": runs[k]["mAA"]} for runs in rounds]
+                row[k]["rounds"] = [
+                    {"wall_s": runs[k]["wall_s"], "timings_s": runs[k]["timings_s"], "mAA": runs[k]["mAA"]}
+                    for runs in rounds
+                ]
         rows.append(row)
         print_row(row, header=len(rows) == 1)
 
